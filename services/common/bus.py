@@ -1,0 +1,401 @@
+"""The bus: typed Kafka producers and consumers, and the exactly-once processing loop.
+
+`TransactionalProcessor` is the one loop every stateful service runs (consume → process →
+produce, with the consumed offsets committed inside the producer's transaction):
+
+    consume ≤ batch_max records (read_committed)
+    begin transaction
+      each record: decode → handler(record) → produce its outputs
+                   undecodable or invalid → a DeadLetter record instead; the loop goes on
+    send the batch's offsets to the transaction; commit
+
+A crash anywhere before the commit aborts the whole batch (outputs and offsets together), and the
+restarted process — same transactional id, so the old one is fenced — sees the batch again.
+Services whose handler holds state must rebuild that state on `on_rewind` (after an abort).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition
+
+from services.common.failpoints import failpoint
+from services.common.schemas import SchemaError
+from services.common.serde import AvroSerde, Record, SchemaRegistry, UndecodableRecord, registry_for
+from services.common.settings import Settings
+from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "cxpt-correlation-id"
+
+
+class InvalidRecord(Exception):
+    """Raised by a handler for a record that decodes but can never be processed (a poison record).
+
+    Business rejections are not this: they are events. This is for input no code path can accept.
+    """
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A decoded record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: Record
+    headers: dict[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0
+
+    def event_id(self, index: int = 0) -> str:
+        """Deterministic id of the index-th output caused by this record (replays reuse it)."""
+        return f"{self.topic}:{self.partition}:{self.offset}:{index}"
+
+    @property
+    def correlation_id(self) -> bytes | None:
+        return self.headers.get(CORRELATION_HEADER)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A record to produce: the declared topic, its key and its value."""
+
+    topic: TopicSpec
+    key: str
+    value: Record
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+Handler = Callable[[Inbound], Iterable[Outbound]]
+
+
+class Bus:
+    """Connection settings, topic names and serdes, shared by the producers and consumers of a process."""
+
+    def __init__(self, settings: Settings, registry: SchemaRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or registry_for(settings.schema_registry_url)
+        self._serdes: dict[str, AvroSerde] = {}
+
+    def topic(self, spec: TopicSpec) -> TopicSpec:
+        """The declared topic under this environment's prefix."""
+        return prefixed(spec, self.settings.topic_prefix)
+
+    def all_topics(self) -> list[TopicSpec]:
+        return [self.topic(t) for t in TOPICS]
+
+    def serde(self, spec: TopicSpec) -> AvroSerde:
+        if spec.value_schema not in self._serdes:
+            self._serdes[spec.value_schema] = AvroSerde(self.registry, spec.value_schema)
+        return self._serdes[spec.value_schema]
+
+    def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            # Same key → same partition as Java clients (murmur2), so every producer co-partitions.
+            "partitioner": "murmur2_random",
+        }
+        if transactional_id:
+            config["transactional.id"] = transactional_id
+            config["transaction.timeout.ms"] = 60_000
+        return config
+
+    def consumer_config(self, group_id: str) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            # range keeps co-partitioned topics (same key, same count) on one member.
+            "partition.assignment.strategy": "range",
+        }
+
+    def stateful_consumer_config(self, group_id: str, instance_id: str) -> dict[str, Any]:
+        """Consumer config for a transactional service instance.
+
+        Static membership (`group.instance.id`): a restarted instance takes its partitions back at
+        once instead of waiting for the dead member's session to expire and a rebalance.
+        """
+        return self.consumer_config(group_id) | {
+            "group.instance.id": instance_id,
+            "session.timeout.ms": 10_000,
+        }
+
+
+def encode_outbound(bus: Bus, out: Outbound, correlation_id: bytes | None = None) -> dict[str, Any]:
+    """Arguments for `Producer.produce` of `out`, with the correlation id carried along."""
+    headers = dict(out.headers)
+    if correlation_id is not None:
+        headers.setdefault(CORRELATION_HEADER, correlation_id)
+    return {
+        "topic": bus.topic(out.topic).name,
+        "key": out.key.encode(),
+        "value": bus.serde(out.topic).encode(out.value),
+        "headers": list(headers.items()),
+    }
+
+
+def dead_letter(msg: Message, group_id: str, reason_code: str, reason: str) -> Outbound:
+    """The DeadLetter record for a consumed message that cannot be processed."""
+    return Outbound(
+        DEAD_LETTERS,
+        key=msg.topic() or "",
+        value={
+            "source_topic": msg.topic() or "",
+            "source_partition": msg.partition() or 0,
+            "source_offset": msg.offset() or 0,
+            "key": msg.key(),
+            "value": msg.value(),
+            "consumer_group": group_id,
+            "reason_code": reason_code,
+            "reason": reason[:4000],
+            "ts_dead_lettered": time.time_ns() // 1000,
+        },
+    )
+
+
+def decode_message(bus: Bus, msg: Message, spec: TopicSpec) -> Inbound:
+    """The Inbound for a consumed message; raises UndecodableRecord."""
+    key = msg.key()
+    return Inbound(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=key.decode(errors="replace") if key is not None else None,
+        value=bus.serde(spec).decode(msg.value()),
+        headers={k: v or b"" for k, v in (msg.headers() or [])},
+        timestamp_ms=msg.timestamp()[1],
+    )
+
+
+class TypedProducer:
+    """A producer of declared topics; transactional when given a transactional id."""
+
+    def __init__(self, bus: Bus, transactional_id: str | None = None, timeout_s: float = 30) -> None:
+        self.bus = bus
+        self._timeout_s = timeout_s
+        self._producer = Producer(bus.producer_config(transactional_id))
+        self._transactional = transactional_id is not None
+        if self._transactional:
+            self._producer.init_transactions(timeout_s)
+
+    def send(self, out: Outbound, correlation_id: bytes | None = None) -> None:
+        """Queue `out`; delivery is confirmed by `flush` or by committing the transaction."""
+        self._producer.produce(**encode_outbound(self.bus, out, correlation_id))
+        self._producer.poll(0)
+
+    @contextmanager
+    def transaction(self) -> Iterator[TypedProducer]:
+        """All `send`s inside commit together, or not at all."""
+        self._producer.begin_transaction()
+        try:
+            yield self
+        except BaseException:
+            self._producer.abort_transaction(self._timeout_s)
+            raise
+        self._producer.commit_transaction(self._timeout_s)
+
+    def flush(self) -> None:
+        remaining = self._producer.flush(self._timeout_s)
+        if remaining:
+            raise KafkaException(f"{remaining} records not delivered within {self._timeout_s}s")
+
+
+class TransactionalProcessor:
+    """Exactly-once consume → process → produce over declared topics (see the module docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        group_id: str,
+        inputs: Sequence[TopicSpec],
+        handler: Handler,
+        transactional_id: str,
+        on_rewind: Callable[[], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.group_id = group_id
+        self.handler = handler
+        self.on_rewind = on_rewind or (lambda: None)
+        self.batch_max = bus.settings.batch_max_messages
+        self.batch_timeout_s = bus.settings.batch_timeout_ms / 1000
+        self._inputs = {bus.topic(s).name: s for s in inputs}
+        for spec in inputs:
+            bus.serde(spec)  # fail at start, not on the first record, if a schema is unregistered
+        self._producer = Producer(bus.producer_config(transactional_id))
+        self._producer.init_transactions(30)
+        self._consumer = Consumer(bus.stateful_consumer_config(group_id, transactional_id))
+        self._consumer.subscribe(list(self._inputs))
+        self.stats = {"batches": 0, "records": 0, "dead_lettered": 0, "aborts": 0}
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches until `stop` is set; the batch in flight is finished, then it closes."""
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+
+    def run_once(self) -> int:
+        """Consume and process at most one batch in one transaction; returns records consumed."""
+        messages = self._consumer.consume(self.batch_max, self.batch_timeout_s)
+        messages = [m for m in messages if _usable(m)]
+        if not messages:
+            return 0
+        try:
+            self._process_in_transaction(messages)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.txn_requires_abort():
+                raise
+            log.warning("transaction aborted, batch will be redone: %s", error)
+            self._producer.abort_transaction(30)
+            self._rewind()
+        return len(messages)
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._producer.flush(10)
+
+    def _process_in_transaction(self, messages: list[Message]) -> None:
+        self._producer.begin_transaction()
+        next_offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            for out in self._outputs_for(msg):
+                self._producer.produce(**out)
+            next_offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        failpoint("bus.before_commit")
+        self._producer.send_offsets_to_transaction(
+            [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
+            self._consumer.consumer_group_metadata(),
+            30,
+        )
+        self._producer.commit_transaction(30)
+        failpoint("bus.after_commit")
+        self.stats["batches"] += 1
+        self.stats["records"] += len(messages)
+
+    def _outputs_for(self, msg: Message) -> list[dict[str, Any]]:
+        spec = self._inputs[msg.topic() or ""]
+        try:
+            inbound = decode_message(self.bus, msg, spec)
+            return [encode_outbound(self.bus, o, inbound.correlation_id) for o in self.handler(inbound)]
+        except UndecodableRecord as exc:
+            return [self._dead_letter(msg, exc.reason_code, exc.reason)]
+        except InvalidRecord as exc:
+            return [self._dead_letter(msg, "INVALID_RECORD", str(exc))]
+
+    def _dead_letter(self, msg: Message, code: str, reason: str) -> dict[str, Any]:
+        log.warning("dead-lettering %s[%s]@%s: %s %s", msg.topic(), msg.partition(), msg.offset(), code, reason)
+        self.stats["dead_lettered"] += 1
+        return encode_outbound(self.bus, dead_letter(msg, self.group_id, code, reason))
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset and let the handler reset."""
+        self.stats["aborts"] += 1
+        committed = self._consumer.committed(self._consumer.assignment(), timeout=30)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING
+            self._consumer.seek(tp)
+        self.on_rewind()
+
+
+def _usable(msg: Message) -> bool:
+    error = msg.error()
+    if error is None:
+        return True
+    if error.fatal():
+        raise KafkaException(error)
+    log.warning("consumer error (skipped, will retry): %s", error)
+    return False
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the graceful-shutdown switch for `run` loops."""
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+
+
+class ProjectionConsumer:
+    """At-least-once reading for projectors: the sink writes idempotently, then offsets commit.
+
+    Projections (Cassandra, ClickHouse) live outside Kafka, so they cannot join its transaction;
+    instead every write is keyed by the event's log position, and a redelivered batch rewrites the
+    same rows. Undecodable records go to dead letters before their offset is committed.
+    """
+
+    def __init__(self, bus: Bus, *, group_id: str, inputs: Sequence[TopicSpec]) -> None:
+        self.bus = bus
+        self.group_id = group_id
+        self._inputs = {bus.topic(s).name: s for s in inputs}
+        self._consumer = Consumer(bus.consumer_config(group_id))
+        self._consumer.subscribe(list(self._inputs))
+        self._dead_letters = TypedProducer(bus)
+        self._pending: dict[tuple[str, int], int] = {}
+
+    def poll_batch(self, max_records: int, timeout_s: float) -> list[Inbound]:
+        """Up to `max_records` decoded records; poison ones are dead-lettered and left out."""
+        batch: list[Inbound] = []
+        for msg in self._consumer.consume(max_records, timeout_s):
+            if not _usable(msg):
+                continue
+            self._pending[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+            try:
+                batch.append(decode_message(self.bus, msg, self._inputs[msg.topic() or ""]))
+            except UndecodableRecord as exc:
+                log.warning("dead-lettering %s@%s: %s", msg.topic(), msg.offset(), exc)
+                self._dead_letters.send(dead_letter(msg, self.group_id, exc.reason_code, exc.reason))
+        return batch
+
+    def commit(self) -> None:
+        """Commit everything polled so far; call after the sink has written it."""
+        if not self._pending:
+            return
+        self._dead_letters.flush()
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._pending.items()]
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+__all__ = [
+    "Bus",
+    "Handler",
+    "Inbound",
+    "InvalidRecord",
+    "Outbound",
+    "ProjectionConsumer",
+    "SchemaError",
+    "TransactionalProcessor",
+    "TypedProducer",
+    "stop_on_signals",
+]

@@ -1,0 +1,55 @@
+"""Settings for every service, from environment variables only.
+
+Defaults point at the local launcher (`python -m deploy.local start`), so a developer needs to set
+nothing. The full list, with meanings, is in the README ("Configuration").
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """One flat set of environment variables shared by all services."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap list")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent Schema Registry URL; unset = ids from schemas/manifest.json"
+    )
+    cassandra_contact_points: str = Field("127.0.0.1", description="comma-separated hosts")
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "cxpt"
+    cassandra_replication: str = Field(
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+        description="CQL replication map used when the keyspace is created",
+    )
+    cxpt_run_dir: Path = Field(REPO_ROOT / ".run", description="local launcher's run directory")
+    clickhouse_dsn: str = Field(
+        default_factory=lambda data: f"chdb://{Path(data['cxpt_run_dir']).resolve() / 'clickhouse'}",
+        description="chdb:///abs/path (embedded) or http(s)://user:pass@host:8123 (server)",
+    )
+    clickhouse_database: str = "cxpt"
+    eth_rpc_url: str = "http://127.0.0.1:8545"
+    topic_prefix: str = Field("", description="prefix for every topic name (test isolation)")
+    batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
+    batch_timeout_ms: int = Field(20, ge=0, description="max wait to fill a batch")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def cassandra_hosts(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

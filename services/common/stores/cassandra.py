@@ -1,0 +1,40 @@
+"""Cassandra: the session factory and the keyspace migrations."""
+
+from __future__ import annotations
+
+from cassandra.cluster import Cluster, Session
+from cassandra.policies import DCAwareRoundRobinPolicy
+
+from services.common.settings import Settings
+from services.common.stores.migrations import apply_pending, load_migrations
+
+
+def connect(settings: Settings, keyspace: str | None = None) -> Session:
+    """A session on the configured cluster, bound to `keyspace` when given."""
+    cluster = Cluster(
+        settings.cassandra_hosts,
+        port=settings.cassandra_port,
+        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        protocol_version=5,
+    )
+    return cluster.connect(keyspace)
+
+
+def migrate(session: Session, keyspace: str, replication: str) -> list[str]:
+    """Create `keyspace` if needed and apply pending migrations; returns the ids applied."""
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}")
+    session.execute(
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
+        "(id text PRIMARY KEY, applied_at timestamp)"
+    )
+    applied = {row.id for row in session.execute(f"SELECT id FROM {keyspace}.schema_migrations")}
+    return apply_pending(
+        load_migrations("cassandra", keyspace=keyspace),
+        applied,
+        session.execute,
+        lambda mid: session.execute(
+            f"INSERT INTO {keyspace}.schema_migrations (id, applied_at) "
+            "VALUES (%s, toTimestamp(now()))",
+            (mid,),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""projector: materialises the log into Cassandra (state) and ClickHouse (metrics)."""

@@ -1,0 +1,34 @@
+"""Pure mapping from log records to projection rows. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_SHORT = "exchange.cxpt."
+
+
+@dataclass(frozen=True)
+class AccountEventRow:
+    """One row of `account_events_by_trader` (Cassandra) and `account_events` (ClickHouse)."""
+
+    trader: str
+    ts_event_us: int
+    event_id: str
+    kind: str
+    amount: int
+    detail: str
+
+
+def account_event_row(event: dict[str, Any]) -> AccountEventRow:
+    """The projection row for a decoded `AccountEvent`."""
+    name, body = event["body"]
+    kind = name.removeprefix(_SHORT)
+    amount = int(body.get("amount", 0))
+    if kind == "DepositConfirmed":
+        detail = f"chain {body['chain_id']} tx {body['tx_hash']} log {body['log_index']}"
+    elif kind == "WithdrawalRequested":
+        detail = f"withdrawal {body['withdrawal_id']} as {'CXPT' if body['as_cxpt'] else 'USDC'}"
+    else:
+        detail = f"{body.get('reason', '')} {body.get('detail', '')}".strip()
+    return AccountEventRow(event["trader"], event["ts_event"], event["event_id"], kind, amount, detail)
