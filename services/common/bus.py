@@ -26,8 +26,15 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka import TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from services.common.failpoints import failpoint
 from services.common.schemas import SchemaError
@@ -179,7 +186,7 @@ def decode_message(bus: Bus, msg: Message, spec: TopicSpec) -> Inbound:
         offset=msg.offset() or 0,
         key=key.decode(errors="replace") if key is not None else None,
         value=bus.serde(spec).decode(msg.value()),
-        headers={k: v or b"" for k, v in (msg.headers() or [])},
+        headers=_headers(msg),
         timestamp_ms=msg.timestamp()[1],
     )
 
@@ -303,7 +310,9 @@ class TransactionalProcessor:
             return [self._dead_letter(msg, "INVALID_RECORD", str(exc))]
 
     def _dead_letter(self, msg: Message, code: str, reason: str) -> dict[str, Any]:
-        log.warning("dead-lettering %s[%s]@%s: %s %s", msg.topic(), msg.partition(), msg.offset(), code, reason)
+        log.warning(
+            "dead-lettering %s[%s]@%s: %s %s", msg.topic(), msg.partition(), msg.offset(), code, reason
+        )
         self.stats["dead_lettered"] += 1
         return encode_outbound(self.bus, dead_letter(msg, self.group_id, code, reason))
 
@@ -316,6 +325,12 @@ class TransactionalProcessor:
                 tp.offset = OFFSET_BEGINNING
             self._consumer.seek(tp)
         self.on_rewind()
+
+
+def _headers(msg: Message) -> dict[str, bytes]:
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
 
 
 def _usable(msg: Message) -> bool:
@@ -339,8 +354,6 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     return stop
-
-
 
 
 class ProjectionConsumer:

@@ -33,6 +33,7 @@ from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibi
 from fastavro.schema import load_schema
 
 from services.common.settings import REPO_ROOT
+from services.common.topics import TOPICS
 
 SCHEMA_DIR = REPO_ROOT / "schemas"
 NAMESPACE = "exchange.cxpt"
@@ -49,7 +50,8 @@ def load_current(name: str, schema_dir: Path = SCHEMA_DIR) -> JsonSchema:
     path = schema_dir / "avro" / f"{_full_name(name)}.avsc"
     if not path.exists():
         raise SchemaError(f"no schema file {path}")
-    return _strip_fastavro_keys(load_schema(str(path), _write_hint=False))
+    loaded: JsonSchema = _strip_fastavro_keys(load_schema(str(path), _write_hint=False))
+    return loaded
 
 
 def fingerprint(schema: JsonSchema) -> str:
@@ -60,7 +62,7 @@ def fingerprint(schema: JsonSchema) -> str:
 
 def check_backward(reader: JsonSchema, writer: JsonSchema) -> str | None:
     """None when `reader` can read data written with `writer`; else the incompatibility."""
-    result = ReaderWriterCompatibilityChecker().get_compatibility(
+    result = ReaderWriterCompatibilityChecker().get_compatibility(  # type: ignore[no-untyped-call]
         avro.schema.parse(json.dumps(reader)), avro.schema.parse(json.dumps(writer))
     )
     if result.compatibility is SchemaCompatibilityType.compatible:
@@ -164,8 +166,6 @@ def _strip_fastavro_keys(node: Any) -> Any:
 
 
 def _value_schema_names() -> list[str]:
-    from services.common.topics import TOPICS
-
     return sorted({t.value_schema for t in TOPICS})
 
 

@@ -77,9 +77,7 @@ class ConfluentRegistry:
         from confluent_kafka.schema_registry import Schema
 
         current = load_current(name)
-        schema_id: int = self._client.register_schema(
-            current["name"], Schema(json.dumps(current), "AVRO")
-        )
+        schema_id: int = self._client.register_schema(current["name"], Schema(json.dumps(current), "AVRO"))
         return schema_id
 
     def writer_schema(self, schema_id: int) -> JsonSchema | None:
@@ -87,7 +85,7 @@ class ConfluentRegistry:
             schema = self._client.get_schema(schema_id)
         except Exception:  # noqa: BLE001 - the client raises its own error type for 404
             return None
-        loaded: JsonSchema = json.loads(schema.schema_str)
+        loaded: JsonSchema = json.loads(schema.schema_str or "null")
         return loaded
 
 
@@ -129,10 +127,10 @@ class AvroSerde:
         buf.seek(_HEADER.size)
         try:
             reader = None if schema_id == self.schema_id else self._schema
-            record: Record = schemaless_reader(
+            record: Record = schemaless_reader(  # type: ignore[assignment]
                 buf, writer, reader, return_record_name=True, return_record_name_override=True
             )
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means a poison record
+        except Exception as exc:
             raise UndecodableRecord("UNDECODABLE", f"not a valid {self.name}: {exc!r}") from exc
         if buf.tell() != len(data):
             raise UndecodableRecord("UNDECODABLE", f"{len(data) - buf.tell()} trailing bytes")

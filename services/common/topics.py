@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +54,51 @@ class TopicSpec:
 
 
 ORDERS_COMMANDS = TopicSpec(
-    "orders.commands", TRADER_PARTITIONS, "trader address", "TraderCommand", 7 * DAY_MS,
+    "orders.commands",
+    TRADER_PARTITIONS,
+    "trader address",
+    "TraderCommand",
+    7 * DAY_MS,
     "Signed, verified trader commands from the gateway, for pre-trade risk.",
 )
 MATCHER_COMMANDS = TopicSpec(
-    "matcher.commands", MARKET_PARTITIONS, "market symbol", "MatcherCommand", 7 * DAY_MS,
+    "matcher.commands",
+    MARKET_PARTITIONS,
+    "market symbol",
+    "MatcherCommand",
+    7 * DAY_MS,
     "Commands for the books: orders that passed risk, and admin market commands.",
 )
 TRADE_LOG = TopicSpec(
-    "trade.log", MARKET_PARTITIONS, "market symbol", "TradeLogEvent", FOREVER,
+    "trade.log",
+    MARKET_PARTITIONS,
+    "market symbol",
+    "TradeLogEvent",
+    FOREVER,
     "Source of truth: every order event and trade, in book order, kept forever.",
 )
 RISK_POSTINGS = TopicSpec(
-    "risk.postings", TRADER_PARTITIONS, "trader address", "TradeLogEvent", 7 * DAY_MS,
+    "risk.postings",
+    TRADER_PARTITIONS,
+    "trader address",
+    "TradeLogEvent",
+    7 * DAY_MS,
     "Trade-log events re-keyed by the trader they concern, for post-trade risk.",
 )
 ACCOUNTS_EVENTS = TopicSpec(
-    "accounts.events", TRADER_PARTITIONS, "trader address", "AccountEvent", FOREVER,
+    "accounts.events",
+    TRADER_PARTITIONS,
+    "trader address",
+    "AccountEvent",
+    FOREVER,
     "Deposits, withdrawals and risk rejections per trader, kept forever.",
 )
 DEAD_LETTERS = TopicSpec(
-    "dead.letters", 1, "source topic", "DeadLetter", 30 * DAY_MS,
+    "dead.letters",
+    1,
+    "source topic",
+    "DeadLetter",
+    30 * DAY_MS,
     "Records a consumer could not process, with the reason; inspected by operators.",
 )
 
@@ -109,7 +133,9 @@ def ensure_topics(
         if have is not None and len(have.partitions) != spec.partitions:
             log.warning(
                 "topic %s has %d partitions, declared %d; not changed",
-                spec.name, len(have.partitions), spec.partitions,
+                spec.name,
+                len(have.partitions),
+                spec.partitions,
             )
     missing = [s for s in wanted if s.name not in existing]
     if not missing:
@@ -123,7 +149,7 @@ def ensure_topics(
         try:
             future.result()
             created.append(name)
-        except Exception as exc:  # noqa: BLE001 - a racing creator is fine, anything else is not
+        except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return created
@@ -137,9 +163,7 @@ def markdown_table(specs: Iterable[TopicSpec] = TOPICS) -> str:
     ]
     for s in specs:
         keep = "forever" if s.retention_ms == FOREVER else f"{s.retention_ms // DAY_MS} d"
-        rows.append(
-            f"| `{s.name}` | {s.partitions} | {s.key} | `{s.value_schema}` | {keep} | {s.doc} |"
-        )
+        rows.append(f"| `{s.name}` | {s.partitions} | {s.key} | `{s.value_schema}` | {keep} | {s.doc} |")
     return "\n".join(rows) + "\n"
 
 

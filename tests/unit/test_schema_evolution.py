@@ -59,7 +59,11 @@ def test_new_required_field_is_a_breaking_change(schema_copy: Path) -> None:
 
 
 def test_new_optional_field_registers_as_next_version(schema_copy: Path) -> None:
-    _edit(schema_copy, "DepositConfirmed", {"name": "memo", "type": ["null", "string"], "default": None, "doc": "x"})
+    _edit(
+        schema_copy,
+        "DepositConfirmed",
+        {"name": "memo", "type": ["null", "string"], "default": None, "doc": "x"},
+    )
     manifest = Manifest(schema_copy)
     before = manifest.history("AccountEvent")[-1]
     added = manifest.register("AccountEvent")

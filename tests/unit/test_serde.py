@@ -30,7 +30,9 @@ def test_round_trip_is_exact(account_serde: AvroSerde) -> None:
         (b"\x00\x00\x00\x00\x01\xff\xff\xff", "UNDECODABLE"),  # right header, garbage body
     ],
 )
-def test_poison_bytes_are_refused_with_a_code(account_serde: AvroSerde, data: bytes | None, code: str) -> None:
+def test_poison_bytes_are_refused_with_a_code(
+    account_serde: AvroSerde, data: bytes | None, code: str
+) -> None:
     with pytest.raises(UndecodableRecord) as refused:
         account_serde.decode(data)
     assert refused.value.reason_code == code

@@ -24,8 +24,7 @@ def migrate(session: Session, keyspace: str, replication: str) -> list[str]:
     """Create `keyspace` if needed and apply pending migrations; returns the ids applied."""
     session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}")
     session.execute(
-        f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
-        "(id text PRIMARY KEY, applied_at timestamp)"
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations (id text PRIMARY KEY, applied_at timestamp)"
     )
     applied = {row.id for row in session.execute(f"SELECT id FROM {keyspace}.schema_migrations")}
     return apply_pending(
@@ -33,8 +32,7 @@ def migrate(session: Session, keyspace: str, replication: str) -> list[str]:
         applied,
         session.execute,
         lambda mid: session.execute(
-            f"INSERT INTO {keyspace}.schema_migrations (id, applied_at) "
-            "VALUES (%s, toTimestamp(now()))",
+            f"INSERT INTO {keyspace}.schema_migrations (id, applied_at) VALUES (%s, toTimestamp(now()))",
             (mid,),
         ),
     )
