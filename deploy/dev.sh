@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The developer's entry point. Everything it needs it installs itself (PyPI, npm, Maven Central).
+#
+#   deploy/dev.sh up       set up, start Kafka/Cassandra/ClickHouse engine/anvil, bootstrap, run services
+#   deploy/dev.sh down     stop the services and the infrastructure (data is kept)
+#   deploy/dev.sh status   what runs and where it listens
+#   deploy/dev.sh test     set up, lint, type-check, and run every test (starts infrastructure itself)
+#   deploy/dev.sh setup    only install: .venv from requirements.lock, npm packages
+#   deploy/dev.sh clean    stop everything and delete local data (downloads stay cached)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
+SERVICES=(projector)
+cd "$ROOT"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+require_tools() {
+  local missing=()
+  for tool in python3.11 java mvn npm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: install Python 3.11, JDK 17, Maven and Node/npm first"
+}
+
+setup() {
+  require_tools
+  if [ ! -x "$PY" ]; then say "creating .venv (Python 3.11)"; python3.11 -m venv "$VENV"; fi
+  local stamp="$VENV/.cxpt-installed" want
+  want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing Python packages from requirements.lock"
+    "$PY" -m pip install -q --disable-pip-version-check uv==0.13.9
+    "$VENV/bin/uv" pip install -q --python "$PY" -r requirements.lock
+    "$VENV/bin/uv" pip install -q --python "$PY" --no-deps -e .
+    echo "$want" > "$stamp"
+  fi
+  if [ ! -d deploy/local/node_modules ] || [ deploy/local/package-lock.json -nt deploy/local/node_modules ]; then
+    say "installing npm packages (anvil)"
+    npm ci --prefix deploy/local --no-audit --no-fund --loglevel=error
+    touch deploy/local/node_modules
+  fi
+}
+
+start_services() {
+  mkdir -p "$RUN_DIR/services"
+  for svc in "${SERVICES[@]}"; do
+    local pidfile="$RUN_DIR/services/$svc.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "  $svc already running (pid $(cat "$pidfile"))"; continue
+    fi
+    LOG_JSON=true nohup "$PY" -m "services.$svc" >"$RUN_DIR/services/$svc.log" 2>&1 &
+    echo $! >"$pidfile"
+    echo "  $svc started (pid $!), log $RUN_DIR/services/$svc.log"
+  done
+}
+
+stop_services() {
+  for svc in "${SERVICES[@]}"; do
+    local pidfile="$RUN_DIR/services/$svc.pid"
+    [ -f "$pidfile" ] || continue
+    local pid; pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      echo "  $svc stopped"
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+cmd=${1:-help}
+case "$cmd" in
+  setup) setup ;;
+  up)
+    setup
+    say "starting infrastructure"
+    "$PY" -m deploy.local start
+    say "bootstrapping topics, schemas and store migrations"
+    "$PY" -m services.common.bootstrap
+    say "starting services"
+    start_services
+    say "CXPT Exchange is up — see README 'First steps'; stop with: deploy/dev.sh down"
+    ;;
+  down) stop_services; "$PY" -m deploy.local stop ;;
+  status)
+    "$PY" -m deploy.local status
+    for svc in "${SERVICES[@]}"; do
+      pidfile="$RUN_DIR/services/$svc.pid"
+      if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "$svc: running (pid $(cat "$pidfile"))"
+      else echo "$svc: stopped"; fi
+    done
+    ;;
+  clean) stop_services; "$PY" -m deploy.local clean ;;
+  test)
+    setup
+    say "lint (ruff) and types (mypy)"
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy" services deploy tests
+    say "schemas registered and BACKWARD_TRANSITIVE compatible"
+    "$PY" -m services.common.schemas check
+    say "tests (unit, then integration on real infrastructure)"
+    shift
+    "$PY" -m pytest "$@"
+    ;;
+  *) sed -n '2,10p' "$0"; [ "$cmd" = help ] ;;
+esac

@@ -1,0 +1,1 @@
+"""Developer tools that act through the same topics as the real system."""
