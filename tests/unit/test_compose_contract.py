@@ -25,3 +25,9 @@ def test_every_variable_given_to_a_service_is_a_setting() -> None:
 
 def test_kafka_image_is_the_3_9_line_the_launcher_runs() -> None:
     assert COMPOSE["services"]["kafka"]["image"].startswith("apache/kafka:3.9.")
+
+
+def test_topic_doc_is_generated_from_the_declarations() -> None:
+    from services.common.topics import markdown_table
+
+    assert markdown_table() in (REPO_ROOT / "docs" / "topics.md").read_text()
