@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from cassandra.cluster import Session
 from clickhouse_connect.driver.client import Client
-from deploy.local.launcher import Endpoints
 
+from deploy.local.launcher import Endpoints
 from services.common.bus import Bus
 from services.common.settings import Settings
 from services.common.stores import cassandra, clickhouse
