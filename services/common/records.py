@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def record(cls: type[_T]) -> type[_T]:
+    """Immutable to the type checker; a plain slotted dataclass at run time (3x faster to build)."""
+    return dataclass(slots=True, kw_only=True)(cls)
 
 
 class LiquiditySide(StrEnum):
@@ -69,7 +78,7 @@ class TimeInForce(StrEnum):
     GTT = "GTT"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class DepositConfirmed:
     """Event: a Vault deposit reached confirmation depth (or a dev credit)."""
 
@@ -85,7 +94,7 @@ class DepositConfirmed:
     """Block of the deposit."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class WithdrawalRequested:
     """Event: risk reserved free collateral for a signed withdrawal; settlement pays it out on-chain."""
 
@@ -99,7 +108,7 @@ class WithdrawalRequested:
     """Signer's nonce."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderRejected:
     """Event: an order command was refused, with a stable code (risk: 2xxx, matcher: 3xxx)."""
 
@@ -117,7 +126,7 @@ class OrderRejected:
     """Human-readable explanation."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AccountEvent:
     """An event on a trader's account (topic accounts.events, keyed by trader)."""
 
@@ -131,7 +140,7 @@ class AccountEvent:
     """The event."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class AmendOrder:
     """Command: change an open order's price and/or size. A new price loses time priority; a smaller size keeps it."""
 
@@ -149,7 +158,7 @@ class AmendOrder:
     """EIP-712 signature the gateway verified."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class CancelAllOrders:
     """Command: cancel all of the trader's open orders, optionally narrowed to a market and side."""
 
@@ -163,7 +172,7 @@ class CancelAllOrders:
     """EIP-712 signature the gateway verified."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class CancelOrder:
     """Command: cancel one order, by venue or client order id."""
 
@@ -179,7 +188,19 @@ class CancelOrder:
     """EIP-712 signature the gateway verified."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
+class CommandRejected:
+    """Event: an admin (market) command was refused, with a stable code (matcher: 3xxx)."""
+
+    reason_code: int
+    """Stable numeric code; see docs/error-codes.md."""
+    reason: str
+    """Stable symbolic name of the code, e.g. MARKET_EXISTS."""
+    detail: str = ''
+    """Human-readable explanation."""
+
+
+@record
 class MarketDefinition:
     """Static parameters of a market. Price = ticks × tick_size; size = lots × lot_size; one tick on one lot is worth quote_per_tick_lot micro-USDC exactly."""
 
@@ -215,7 +236,7 @@ class MarketDefinition:
     """Oracle index the market references (e.g. BTC-USD); null for spot."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class CreateMarket:
     """Admin command: list a new market."""
 
@@ -223,7 +244,7 @@ class CreateMarket:
     """The market's parameters."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class DeadLetter:
     """A record a consumer could not process, with why (topic dead.letters, keyed by source topic)."""
 
@@ -247,7 +268,7 @@ class DeadLetter:
     """When it was dead-lettered (wall clock of the consumer)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MarketCreated:
     """Event: a market was listed."""
 
@@ -255,7 +276,7 @@ class MarketCreated:
     """The market's parameters."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MarketStatusChanged:
     """Event: a market's status changed."""
 
@@ -267,7 +288,7 @@ class MarketStatusChanged:
     """Operator's reason."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class PlaceOrder:
     """Command: place a new order."""
 
@@ -301,7 +322,7 @@ class PlaceOrder:
     """EIP-712 signature (65 bytes r‖s‖v) the gateway verified."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class SetMarketStatus:
     """Admin command: pause, resume, settle or delete a market."""
 
@@ -311,7 +332,7 @@ class SetMarketStatus:
     """Operator's reason, kept in the log."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class MatcherCommand:
     """A command for one market's book (topic matcher.commands, keyed by market): trader commands that passed pre-trade risk, and admin commands."""
 
@@ -327,7 +348,7 @@ class MatcherCommand:
     """The command."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderAccepted:
     """Event: the book accepted an order (it may fill, rest or be cancelled next)."""
 
@@ -355,7 +376,7 @@ class OrderAccepted:
     """GTT expiry."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderAmended:
     """Event: an open order's price and/or size changed."""
 
@@ -375,7 +396,7 @@ class OrderAmended:
     """False when the amendment moved the order to the back of its level."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderCancelled:
     """Event: an order left the book without filling completely (user cancel, IOC remainder, self-trade prevention, expiry, market closed)."""
 
@@ -395,7 +416,7 @@ class OrderCancelled:
     """Stable symbolic name, e.g. USER_CANCELLED, EXPIRED."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderFilled:
     """Event: one fill of one order (each trade fills a maker and a taker)."""
 
@@ -421,7 +442,7 @@ class OrderFilled:
     """Fee charged for this fill, micro-USDC (rounded up)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrderRested:
     """Event: (the rest of) an order now rests on the book."""
 
@@ -437,7 +458,7 @@ class OrderRested:
     """Lots resting."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RequestWithdrawal:
     """Command: withdraw free collateral from the Vault, as USDC or minted CXPT."""
 
@@ -455,7 +476,7 @@ class RequestWithdrawal:
     """EIP-712 signature the gateway verified."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TradeExecuted:
     """Event: a maker and a taker order matched."""
 
@@ -483,7 +504,7 @@ class TradeExecuted:
     """Taker fee, micro-USDC."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TradeLogEvent:
     """One entry of the trade log (topic trade.log, keyed by market): the exchange's source of truth."""
 
@@ -497,11 +518,11 @@ class TradeLogEvent:
     """The command that caused this event."""
     ts_event: int
     """Command time of the causing command (the matcher has no clock of its own)."""
-    body: MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted
+    body: MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted | CommandRejected
     """The event."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TraderCommand:
     """A trader's command, from the gateway to risk (topic orders.commands, keyed by trader)."""
 
