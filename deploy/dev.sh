@@ -5,7 +5,7 @@
 #   deploy/dev.sh down     stop the services and the infrastructure (data is kept)
 #   deploy/dev.sh status   what runs and where it listens
 #   deploy/dev.sh test     set up, lint, type-check, and run every test (starts infrastructure itself)
-#   deploy/dev.sh setup    only install: .venv from requirements.lock, npm packages
+#   deploy/dev.sh setup    only install .venv from requirements.lock (jars and npm come on first start)
 #   deploy/dev.sh clean    stop everything and delete local data (downloads stay cached)
 set -euo pipefail
 
@@ -36,11 +36,6 @@ setup() {
     "$VENV/bin/uv" pip install -q --python "$PY" -r requirements.lock
     "$VENV/bin/uv" pip install -q --python "$PY" --no-deps -e .
     echo "$want" > "$stamp"
-  fi
-  if [ ! -d deploy/local/node_modules ] || [ deploy/local/package-lock.json -nt deploy/local/node_modules ]; then
-    say "installing npm packages (anvil)"
-    npm ci --prefix deploy/local --no-audit --no-fund --loglevel=error
-    touch deploy/local/node_modules
   fi
 }
 

@@ -123,9 +123,10 @@ class Bus:
         return config
 
     def consumer_config(self, group_id: str) -> dict[str, Any]:
+        """Config for a consumer in `group_id`, which is prefixed like topic names are."""
         return {
             "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-            "group.id": group_id,
+            "group.id": f"{self.settings.topic_prefix}{group_id}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",

@@ -4,8 +4,9 @@
     python -m services.common.codegen --check  # exit 1 if records.py is stale (the tests run this)
 
 Each Avro enum becomes a `StrEnum` whose values are the Avro symbols; each record a slotted
-dataclass, frozen for the type checker (`record`), whose fields have the Avro names and order. Avro `long`/`int` become `int`
-(amounts are integers: ticks, lots, micro-USDC); logical types are documented, not converted.
+dataclass, frozen for the type checker (`record`), with the Avro field names in Avro order.
+Avro `long`/`int` become `int` (amounts are integers: ticks, lots, micro-USDC); logical types are
+documented, not converted.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def generate(schema_dir: Path = SCHEMA_DIR) -> str:
         "",
         "@dataclass_transform(frozen_default=True, kw_only_default=True)",
         "def record(cls: type[_T]) -> type[_T]:",
-        '    """Immutable to the type checker; a plain slotted dataclass at run time (3x faster to build)."""',
+        '    """Immutable to the type checker; a plain slotted dataclass at run time (3x faster)."""',
         "    return dataclass(slots=True, kw_only=True)(cls)",
     ]
     for schema in _ordered(schemas):

@@ -7,7 +7,6 @@ service's; it exits after `--idle-exit` seconds without input.
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections.abc import Iterator
 
@@ -38,16 +37,20 @@ def build(settings: Settings) -> TransactionalProcessor:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--idle-exit", type=float, default=5.0)
+    parser.add_argument("--idle-exit", type=float, default=5.0, help="exit this long after the last record")
+    parser.add_argument("--first-wait", type=float, default=60.0, help="give up if no record comes at all")
     args = parser.parse_args()
     processor = build(Settings())
-    idle_since = time.monotonic()
-    stop = threading.Event()
-    while not stop.is_set():
-        if processor.run_once():
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since > args.idle_exit:
-            stop.set()
+    started = last_record = time.monotonic()
+    seen = 0
+    while True:
+        if done := processor.run_once():
+            seen += done
+            last_record = time.monotonic()
+        elif time.monotonic() - (last_record if seen else started) > (
+            args.idle_exit if seen else args.first_wait
+        ):
+            break
     processor.close()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 
 from services.common.settings import Settings
@@ -14,7 +14,9 @@ def connect(settings: Settings, keyspace: str | None = None) -> Session:
     cluster = Cluster(
         settings.cassandra_hosts,
         port=settings.cassandra_port,
-        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
+        },
         protocol_version=5,
     )
     return cluster.connect(keyspace)

@@ -1,0 +1,47 @@
+"""Stable business codes. The thousands digit names the stage (exchange-core style):
+
+* 2xxx — risk (pre-trade collateral checks), defined with the risk core;
+* 3xxx — matcher rejections; 31xx — why an order left the book without filling completely.
+
+Codes are part of the public API (events, REST errors): never renumber, only add.
+`docs/error-codes.md` lists them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class MatcherReject(IntEnum):
+    """Why the matcher refused a command."""
+
+    UNKNOWN_MARKET = 3001
+    MARKET_NOT_ACTIVE = 3002
+    INVALID_SIZE = 3003
+    BELOW_MIN_SIZE = 3004
+    INVALID_PRICE = 3005
+    DUPLICATE_CLIENT_ORDER_ID = 3006
+    DUPLICATE_ORDER_ID = 3007
+    INVALID_EXPIRY = 3008
+    INVALID_ORDER_FLAGS = 3009
+    POST_ONLY_WOULD_CROSS = 3010
+    FOK_WOULD_NOT_FILL = 3011
+    MARKET_MISMATCH = 3012
+    MISSING_TRADER = 3013
+    UNKNOWN_ORDER = 3020
+    AMEND_WOULD_CROSS = 3031
+    INVALID_AMEND = 3032
+    MARKET_EXISTS = 3040
+    ILLEGAL_STATUS_TRANSITION = 3041
+    INVALID_MARKET_DEFINITION = 3042
+    UNSUPPORTED_COMMAND = 3099
+
+
+class CancelReason(IntEnum):
+    """Why (the rest of) an order left the book."""
+
+    USER_CANCELLED = 3100
+    IOC_REMAINDER = 3101
+    SELF_TRADE_PREVENTED = 3102
+    EXPIRED = 3103
+    MARKET_CLOSED = 3104
