@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.records import (
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    CreateMarket,
+    MarketDefinition,
+    MarketKind,
+    MarketStatus,
+    MatcherCommand,
+    OrderType,
+    PlaceOrder,
+    SetMarketStatus,
+    Side,
+    TimeInForce,
+)
+
 DEPOSIT = "exchange.cxpt.DepositConfirmed"
 TS_2026_11_23 = 1_795_392_000_000_000  # 2026-11-23T00:00:00Z in microseconds
 
@@ -24,3 +40,127 @@ def deposit_event(*, trader: str, amount: int, n: int, ts_event: int = TS_2026_1
             {"amount": amount, "chain_id": 0, "tx_hash": f"dev-{n}", "log_index": 0, "block_number": 0},
         ),
     }
+
+
+# -- matcher commands ---------------------------------------------------------------------------
+
+ALICE = trader_address(0xA11CE)
+BOB = trader_address(0xB0B)
+CAROL = trader_address(0xCA201)
+
+
+def btc_perp(
+    *, status: MarketStatus = MarketStatus.ACTIVE, min_size: int = 1, fee_bps: int = 50
+) -> MarketDefinition:
+    """BTC-PERP: tick 0.1 USDC, lot 0.001 BTC, so one tick on one lot is 100 micro-USDC."""
+
+    return MarketDefinition(
+        market="BTC-PERP",
+        kind=MarketKind.PERPETUAL,
+        base_asset="BTC",
+        quote_per_tick_lot=100,
+        tick_size_e9=100_000_000,
+        lot_size_e9=1_000_000,
+        min_size=min_size,
+        maker_fee_bps=fee_bps,
+        taker_fee_bps=fee_bps,
+        status=status,
+        index_symbol="BTC-USD",
+    )
+
+
+def order_id(n: int) -> str:
+    """The n-th order id: a valid UUIDv7-shaped string that sorts by n."""
+    return f"00000000-0000-7000-8000-{n:012x}"
+
+
+class Commands:
+    """Builds a market's MatcherCommands with increasing ids and times (1 ms apart by default)."""
+
+    def __init__(self, market: str = "BTC-PERP", *, start_us: int = TS_2026_11_23) -> None:
+        self.market = market
+        self.now = start_us
+        self.n = 0
+
+    def _wrap(self, trader: str | None, body: Any, *, at: int | None = None) -> MatcherCommand:
+
+        self.n += 1
+        self.now = at if at is not None else self.now + 1_000
+        return MatcherCommand(
+            command_id=order_id(1_000_000 + self.n),
+            market=self.market,
+            trader=trader,
+            ts_init=self.now,
+            body=body,
+        )
+
+    def create(self, definition: MarketDefinition | None = None) -> MatcherCommand:
+
+        return self._wrap(None, CreateMarket(definition=definition or btc_perp()))
+
+    def set_status(self, status: MarketStatus, reason: str = "test") -> MatcherCommand:
+
+        return self._wrap(None, SetMarketStatus(status=status, reason=reason))
+
+    def limit(self, trader: str, side: Side, size: int, price: int, **options: Any) -> MatcherCommand:
+        """A limit order; `options` override PlaceOrder fields (time_in_force, post_only, stp, ...)."""
+
+        at = options.pop("at", None)
+        fields: dict[str, Any] = {
+            "market": self.market,
+            "order_id": order_id(self.n + 1),
+            "client_order_id": f"c{self.n + 1}",
+            "side": side,
+            "order_type": OrderType.LIMIT,
+            "price": price,
+            "size": size,
+            "time_in_force": TimeInForce.GTC,
+            "nonce": self.n + 1,
+            "signature": b"",
+        } | options
+        return self._wrap(trader, PlaceOrder(**fields), at=at)
+
+    def market_order(
+        self, trader: str, side: Side, size: int, worst_price: int, **options: Any
+    ) -> MatcherCommand:
+
+        return self.limit(
+            trader,
+            side,
+            size,
+            worst_price,
+            order_type=OrderType.MARKET,
+            time_in_force=TimeInForce.IOC,
+            **options,
+        )
+
+    def cancel(
+        self, trader: str, order: str | None = None, *, client_order_id: str | None = None
+    ) -> MatcherCommand:
+
+        return self._wrap(
+            trader,
+            CancelOrder(
+                market=self.market, order_id=order, client_order_id=client_order_id, nonce=0, signature=b""
+            ),
+        )
+
+    def cancel_all(self, trader: str, side: Side | None = None) -> MatcherCommand:
+
+        return self._wrap(trader, CancelAllOrders(market=self.market, side=side, nonce=0, signature=b""))
+
+    def amend(
+        self, trader: str, order: str, *, new_price: int | None = None, new_size: int | None = None
+    ) -> MatcherCommand:
+
+        return self._wrap(
+            trader,
+            AmendOrder(
+                market=self.market,
+                order_id=order,
+                new_price=new_price,
+                new_size=new_size,
+                nonce=0,
+                signature=b"",
+            ),
+        )
