@@ -124,15 +124,8 @@ class Commands:
         self, trader: str, side: Side, size: int, worst_price: int, **options: Any
     ) -> MatcherCommand:
 
-        return self.limit(
-            trader,
-            side,
-            size,
-            worst_price,
-            order_type=OrderType.MARKET,
-            time_in_force=TimeInForce.IOC,
-            **options,
-        )
+        options = {"order_type": OrderType.MARKET, "time_in_force": TimeInForce.IOC} | options
+        return self.limit(trader, side, size, worst_price, **options)
 
     def cancel(
         self, trader: str, order: str | None = None, *, client_order_id: str | None = None
