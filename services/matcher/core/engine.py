@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.common.codes import CancelReason, MatcherReject
 from services.common.money import BasisPoints, Lots, MicroUsdc, Ticks, fee_charged, notional
@@ -79,11 +79,11 @@ STATUS_TRANSITIONS: frozenset[tuple[MarketStatus, MarketStatus]] = frozenset(
 _RESTS = frozenset({TimeInForce.GTC, TimeInForce.GTT})
 
 
-@dataclass(frozen=True, slots=True)
-class CommandResult:
+class CommandResult(NamedTuple):
     """What one command did: its events, numbered from `first_seq` within the market.
 
     `first_seq` is 0 when the command named a market that does not exist (nothing is numbered).
+    A named tuple, not a dataclass: one is built per command, and this is the cheapest immutable.
     """
 
     market: str
@@ -145,7 +145,8 @@ class MatchingEngine:
         market = self.markets.get(command.market)
         if market is not None:
             market.clock = max(market.clock, command.ts_init)
-            self._expire(market, events)
+            if market.book.next_expiry <= market.clock:
+                self._expire(market, events)
         body = command.body
         try:
             self._handlers[type(body)](command, body, events)
@@ -189,15 +190,15 @@ class MatchingEngine:
             raise Rejected(MatcherReject.FOK_WOULD_NOT_FILL, "not enough liquidity at or inside the price")
         market.arrivals += 1
         taker = RestingOrder(
-            order_id=order.order_id,
-            client_order_id=order.client_order_id,
-            trader=trader,
-            side=order.side,
-            price=order.price,
-            size=order.size,
-            expire_at=order.expire_at,
-            stp=order.stp,
-            arrival=market.arrivals,
+            order.order_id,
+            order.client_order_id,
+            trader,
+            order.side,
+            order.price,
+            order.size,
+            order.expire_at,
+            order.stp,
+            market.arrivals,
         )
         events.append(_accepted(trader, order))
         stopped_by_stp = self._match(market, taker, events) if crosses else False
@@ -222,14 +223,14 @@ class MatchingEngine:
     def _match(self, market: MarketState, taker: RestingOrder, events: list[Event]) -> bool:
         """Trade `taker` against the opposite side; True if self-trade prevention stopped it."""
         book = market.book
-        buying = taker.side is Side.BUY
-        levels = book.asks if buying else book.bids
-        limit = taker.price if buying else -taker.price
+        opposite = book.asks if taker.side is Side.BUY else book.bids
+        limit = taker.price * opposite.sign
         definition = market.definition
-        while taker.leaves_qty and levels:
-            key, level = levels.peekitem(0)
-            if key > limit:
+        while taker.leaves_qty:
+            key = opposite.best_key()
+            if key is None or key > limit:
                 return False
+            level = opposite.levels[key]
             while level and taker.leaves_qty:
                 maker = next(iter(level.values()))
                 if maker.trader == taker.trader:

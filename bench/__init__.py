@@ -1,0 +1,1 @@
+"""Benchmarks: each runs alone from the repository root and ends with one JSON line."""
