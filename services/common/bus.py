@@ -11,7 +11,10 @@ produce, with the consumed offsets committed inside the producer's transaction):
 
 A crash anywhere before the commit aborts the whole batch (outputs and offsets together), and the
 restarted process — same transactional id, so the old one is fenced — sees the batch again.
-Services whose handler holds state must rebuild that state on `on_rewind` (after an abort).
+
+Services whose handler holds state pass `on_assign`: it is called with the committed offset of
+every partition the process is given — at assignment, and again after an aborted transaction —
+and must bring the state to exactly those offsets (load a snapshot, replay the rest).
 """
 
 from __future__ import annotations
@@ -236,12 +239,14 @@ class TransactionalProcessor:
         inputs: Sequence[TopicSpec],
         handler: Handler,
         transactional_id: str,
-        on_rewind: Callable[[], None] | None = None,
+        on_assign: Callable[[dict[tuple[str, int], int | None]], None] | None = None,
+        on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
     ) -> None:
         self.bus = bus
         self.group_id = group_id
         self.handler = handler
-        self.on_rewind = on_rewind or (lambda: None)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
         self.batch_max = bus.settings.batch_max_messages
         self.batch_timeout_s = bus.settings.batch_timeout_ms / 1000
         self._inputs = {bus.topic(s).name: s for s in inputs}
@@ -250,7 +255,9 @@ class TransactionalProcessor:
         self._producer = Producer(bus.producer_config(transactional_id))
         self._producer.init_transactions(30)
         self._consumer = Consumer(bus.stateful_consumer_config(group_id, transactional_id))
-        self._consumer.subscribe(list(self._inputs))
+        self._consumer.subscribe(
+            list(self._inputs), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
         self.stats = {"batches": 0, "records": 0, "dead_lettered": 0, "aborts": 0}
 
     def run(self, stop: threading.Event) -> None:
@@ -317,15 +324,25 @@ class TransactionalProcessor:
         self.stats["dead_lettered"] += 1
         return encode_outbound(self.bus, dead_letter(msg, self.group_id, code, reason))
 
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._on_assign is None or not partitions:
+            return
+        committed = consumer.committed(partitions, timeout=30)
+        self._on_assign({(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in committed})
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._on_revoke is not None:
+            self._on_revoke([(tp.topic, tp.partition) for tp in partitions])
+
     def _rewind(self) -> None:
-        """Seek every assigned partition back to its committed offset and let the handler reset."""
+        """Seek every assigned partition back to its committed offset and rebuild the state there."""
         self.stats["aborts"] += 1
         committed = self._consumer.committed(self._consumer.assignment(), timeout=30)
         for tp in committed:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
             self._consumer.seek(tp)
-        self.on_rewind()
+        self._assigned(self._consumer, self._consumer.assignment())
 
 
 def _headers(msg: Message) -> dict[str, bytes]:

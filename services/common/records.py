@@ -269,6 +269,24 @@ class DeadLetter:
 
 
 @record
+class EngineSnapshot:
+    """A stateful service's state for one input partition, written in the same transaction as the outputs and offsets it covers (topic matcher.snapshots, compacted, keyed by input partition)."""
+
+    input_partition: str
+    """The input this state belongs to: <topic>:<partition>."""
+    next_offset: int
+    """First input offset NOT reflected in the state; recovery replays from here."""
+    state_hash: str
+    """The engine's state_hash() when the snapshot was taken; checked after loading."""
+    codec: str
+    """How payload is encoded; json-zlib-1 = zlib-compressed UTF-8 JSON."""
+    payload: bytes
+    """The encoded state."""
+    ts_snapshot: int
+    """Command time of the last command the state includes."""
+
+
+@record
 class MarketCreated:
     """Event: a market was listed."""
 

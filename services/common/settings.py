@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     clickhouse_database: str = "cxpt"
     eth_rpc_url: str = "http://127.0.0.1:8545"
     topic_prefix: str = Field("", description="prefix for every topic and consumer group name")
+    instance_id: str = Field("0", description="stable id of this replica (StatefulSet ordinal)")
+    snapshot_every: int = Field(10_000, ge=1, description="commands between state snapshots")
     batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
     batch_timeout_ms: int = Field(20, ge=0, description="max wait to fill a batch")
     log_level: str = "INFO"

@@ -6,6 +6,7 @@ The pipeline (exchange-core calls it R1 → ME → R2):
     matcher ──trade.log (by market)──▶ projectors, ws-push, settlement, funding, replay
     matcher ──risk.postings (by trader)──▶ risk (post-trade: fills, fees, releases)
     chain watcher / dev credit ──accounts.events (by trader)──▶ risk, projectors
+    matcher ──matcher.snapshots (by input partition, compacted)──▶ matcher on restart
     any consumer ──dead.letters (by source topic)──▶ operators
 
 `orders.commands` and `risk.postings` are co-partitioned (same key, same partition count), so the
@@ -45,12 +46,16 @@ class TopicSpec:
     cleanup_policy: str = "delete"
 
     def configs(self) -> dict[str, str]:
-        return {
+        configs = {
             "retention.ms": str(self.retention_ms),
             "cleanup.policy": self.cleanup_policy,
             # The broker must never drop a committed record because a follower was behind.
             "unclean.leader.election.enable": "false",
         }
+        if self.cleanup_policy == "compact":
+            # Keep only the latest snapshot per key soon, so recovery reads little.
+            configs |= {"segment.ms": str(3600 * 1000), "min.cleanable.dirty.ratio": "0.1"}
+        return configs
 
 
 ORDERS_COMMANDS = TopicSpec(
@@ -93,6 +98,15 @@ ACCOUNTS_EVENTS = TopicSpec(
     FOREVER,
     "Deposits, withdrawals and risk rejections per trader, kept forever.",
 )
+MATCHER_SNAPSHOTS = TopicSpec(
+    "matcher.snapshots",
+    1,
+    "matcher.commands partition",
+    "EngineSnapshot",
+    FOREVER,
+    "Book snapshots with the input offset they cover; latest per partition kept (compacted).",
+    cleanup_policy="compact",
+)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
     1,
@@ -108,6 +122,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TRADE_LOG,
     RISK_POSTINGS,
     ACCOUNTS_EVENTS,
+    MATCHER_SNAPSHOTS,
     DEAD_LETTERS,
 )
 
@@ -163,6 +178,8 @@ def markdown_table(specs: Iterable[TopicSpec] = TOPICS) -> str:
     ]
     for s in specs:
         keep = "forever" if s.retention_ms == FOREVER else f"{s.retention_ms // DAY_MS} d"
+        if s.cleanup_policy == "compact":
+            keep += ", compacted"
         rows.append(f"| `{s.name}` | {s.partitions} | {s.key} | `{s.value_schema}` | {keep} | {s.doc} |")
     return "\n".join(rows) + "\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from services.common.bus import Bus, Inbound, decode_message
 from services.common.topics import TopicSpec
@@ -29,3 +29,24 @@ def read_all(bus: Bus, spec: TopicSpec, *, expect: int, timeout_s: float = 30) -
     finally:
         consumer.close()
     return found
+
+
+def log_end(bus: Bus, spec: TopicSpec) -> int:
+    """Sum of the high watermarks of `spec`'s partitions (grows as anything is written)."""
+    consumer = Consumer(bus.consumer_config(f"watermarks-{uuid.uuid4().hex}"))
+    try:
+        name = bus.topic(spec).name
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 60) -> int:
+    """Block until `spec` has grown past `beyond`; returns the new end."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (end := log_end(bus, spec)) > beyond:
+            return end
+        time.sleep(0.05)
+    raise TimeoutError(f"{spec.name} did not grow past {beyond} in {timeout_s} s")

@@ -510,3 +510,65 @@ def _refusal(command: MatcherCommand, refusal: Rejected) -> OrderRejected | Comm
             detail=refusal.detail,
         )
     return CommandRejected(reason_code=int(refusal.code), reason=refusal.code.name, detail=refusal.detail)
+
+
+# -- snapshots: the engine's state as plain data, and back ----------------------------------------
+
+ORDER_FIELDS = RestingOrder.__slots__
+"""Field order of a resting order in a snapshot (sorted slot names, so stable)."""
+
+
+def export_state(engine: MatchingEngine) -> list[dict[str, Any]]:
+    """Every market's state as plain data; `import_state` rebuilds an engine with the same hash."""
+    exported = []
+    for symbol in sorted(engine.markets):
+        market = engine.markets[symbol]
+        orders = [
+            [getattr(o, name) for name in ORDER_FIELDS]
+            for side in (Side.BUY, Side.SELL)
+            for o in market.book.in_priority(side)
+        ]
+        exported.append(
+            {
+                "definition": market.definition,
+                "status": market.status.value,
+                "clock": market.clock,
+                "last_seq": market.last_seq,
+                "last_trade_id": market.last_trade_id,
+                "arrivals": market.arrivals,
+                "orders": orders,
+            }
+        )
+    return exported
+
+
+def import_state(exported: list[dict[str, Any]]) -> MatchingEngine:
+    """The engine `export_state` described (orders re-rest in their recorded priority)."""
+    engine = MatchingEngine()
+    for item in exported:
+        definition: MarketDefinition = item["definition"]
+        market = MarketState(
+            definition,
+            MarketStatus(item["status"]),
+            clock=item["clock"],
+            last_seq=item["last_seq"],
+            last_trade_id=item["last_trade_id"],
+            arrivals=item["arrivals"],
+        )
+        for values in item["orders"]:
+            fields = dict(zip(ORDER_FIELDS, values, strict=True))
+            order = RestingOrder(
+                fields["order_id"],
+                fields["client_order_id"],
+                fields["trader"],
+                Side(fields["side"]),
+                fields["price"],
+                fields["size"],
+                fields["expire_at"],
+                SelfTradePrevention(fields["stp"]),
+                fields["arrival"],
+            )
+            order.leaves_qty, order.cum_qty = fields["leaves_qty"], fields["cum_qty"]
+            market.book.add(order)
+        engine.markets[definition.market] = market
+    return engine

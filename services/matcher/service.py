@@ -1,0 +1,190 @@
+"""Matcher service: matcher.commands → engine → trade.log (+ risk.postings), exactly once.
+
+One `MatchingEngine` per assigned input partition (markets hash to partitions). Every
+`snapshot_every` commands the partition's state goes to `matcher.snapshots` in the same
+transaction as the outputs and input offsets it reflects, so a snapshot never runs ahead of, or
+behind, what was committed. On assignment (start, rebalance, aborted transaction) the state is
+rebuilt to the committed offset: the latest snapshot, then a replay of the commands after it —
+whose outputs were committed before, so the replay emits nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import zlib
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from services.common.binding import from_avro, to_avro
+from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message
+from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand, TradeLogEvent
+from services.common.serde import UndecodableRecord
+from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
+from services.matcher.core.engine import CommandResult, MatchingEngine, export_state, import_state
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "matcher"
+CODEC = "json-zlib-1"
+
+
+class SnapshotMismatch(Exception):
+    """A loaded snapshot does not hash to what was recorded: refuse to trade on corrupt state."""
+
+
+def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) -> list[Outbound]:
+    """The records one command produces: each event on trade.log, and on risk.postings for its trader."""
+    produced = []
+    for index, event in enumerate(result.events):
+        record = TradeLogEvent(
+            event_id=message.event_id(index),
+            market=result.market,
+            seq=result.first_seq + index if result.first_seq else 0,
+            command_id=command.command_id,
+            ts_event=command.ts_init,
+            body=event,
+        )
+        value = to_avro(record)
+        produced.append(Outbound(TRADE_LOG, key=result.market, value=value))
+        trader = getattr(event, "trader", None)
+        if trader:
+            produced.append(Outbound(RISK_POSTINGS, key=trader, value=value))
+    return produced
+
+
+def encode_state(engine: MatchingEngine) -> bytes:
+    markets = [item | {"definition": to_avro(item["definition"])} for item in export_state(engine)]
+    return zlib.compress(json.dumps(markets, separators=(",", ":")).encode(), 6)
+
+
+def decode_state(payload: bytes) -> MatchingEngine:
+    markets: list[dict[str, Any]] = json.loads(zlib.decompress(payload))
+    return import_state([m | {"definition": from_avro(MarketDefinition, m["definition"])} for m in markets])
+
+
+class MatcherService:
+    """The matcher process: engines per partition, wired to the transactional loop."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.snapshot_every = bus.settings.snapshot_every
+        self.engines: dict[int, MatchingEngine] = {}
+        self._since_snapshot: dict[int, int] = {}
+        self.processor = TransactionalProcessor(
+            bus,
+            group_id=GROUP_ID,
+            inputs=[MATCHER_COMMANDS],
+            handler=self.handle,
+            transactional_id=f"{bus.settings.topic_prefix}matcher-{bus.settings.instance_id}",
+            on_assign=self.recover,
+            on_revoke=self.forget,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        self.processor.run(stop)
+
+    def handle(self, message: Inbound) -> list[Outbound]:
+        """Apply one command to its partition's engine; snapshot every `snapshot_every` commands."""
+        engine = self.engines[message.partition]
+        command: MatcherCommand = from_avro(MatcherCommand, message.value)
+        produced = outputs(message, command, engine.apply(command))
+        count = self._since_snapshot.get(message.partition, 0) + 1
+        if count >= self.snapshot_every:
+            produced.append(self._snapshot(message, engine, command.ts_init))
+            count = 0
+        self._since_snapshot[message.partition] = count
+        return produced
+
+    def recover(self, committed: dict[tuple[str, int], int | None]) -> None:
+        """Rebuild each partition's engine at its committed offset."""
+        for (topic, partition), offset in committed.items():
+            self.engines[partition] = rebuild(self.bus, topic, partition, offset)
+            self._since_snapshot[partition] = 0
+
+    def forget(self, partitions: list[tuple[str, int]]) -> None:
+        for _, partition in partitions:
+            self.engines.pop(partition, None)
+            self._since_snapshot.pop(partition, None)
+
+    def _snapshot(self, message: Inbound, engine: MatchingEngine, ts: int) -> Outbound:
+        key = f"{message.topic}:{message.partition}"
+        snapshot = EngineSnapshot(
+            input_partition=key,
+            next_offset=message.offset + 1,
+            state_hash=engine.state_hash(),
+            codec=CODEC,
+            payload=encode_state(engine),
+            ts_snapshot=ts,
+        )
+        return Outbound(MATCHER_SNAPSHOTS, key=key, value=to_avro(snapshot))
+
+
+def rebuild(bus: Bus, topic: str, partition: int, committed: int | None) -> MatchingEngine:
+    """The engine state after every command of `topic`[`partition`] before offset `committed`."""
+    if committed is None:
+        return MatchingEngine()
+    snapshot = latest_snapshot(bus, f"{topic}:{partition}")
+    engine = MatchingEngine()
+    start = OFFSET_BEGINNING
+    if snapshot is not None:
+        engine = decode_state(snapshot.payload)
+        if engine.state_hash() != snapshot.state_hash:
+            raise SnapshotMismatch(f"{topic}:{partition} snapshot at {snapshot.next_offset} is corrupt")
+        start = snapshot.next_offset
+    replayed = replay(bus, TopicPartition(topic, partition, start), until=committed, engine=engine)
+    log.info(
+        "recovered %s:%s at offset %s (snapshot %s, replayed %d)",
+        topic, partition, committed, snapshot.next_offset if snapshot else None, replayed,
+    )  # fmt: skip
+    return engine
+
+
+def replay(bus: Bus, start: TopicPartition, *, until: int, engine: MatchingEngine) -> int:
+    """Apply the commands from `start` up to (not including) offset `until`; returns how many."""
+    applied = 0
+    for message in _read_partition(bus, start, until):
+        try:
+            command = from_avro(MatcherCommand, decode_message(bus, message, MATCHER_COMMANDS).value)
+        except UndecodableRecord:
+            continue  # it was dead-lettered when first seen, and produced nothing then either
+        engine.apply(command)
+        applied += 1
+    return applied
+
+
+def latest_snapshot(bus: Bus, key: str) -> EngineSnapshot | None:
+    """The newest committed snapshot for `key`, or None."""
+    spec = bus.topic(MATCHER_SNAPSHOTS)
+    latest = None
+    for message in _read_partition(bus, TopicPartition(spec.name, 0, OFFSET_BEGINNING), None):
+        if message.key() == key.encode():
+            latest = message
+    if latest is None:
+        return None
+    snapshot: EngineSnapshot = from_avro(EngineSnapshot, decode_message(bus, latest, MATCHER_SNAPSHOTS).value)
+    return snapshot
+
+
+def _read_partition(bus: Bus, start: TopicPartition, until: int | None) -> Any:
+    """Committed records of one partition from `start` to `until` (exclusive) or to its end."""
+    # assign() only, never a commit: the group id is required by the client but never used.
+    consumer = Consumer(bus.consumer_config("matcher-recovery") | {"enable.partition.eof": True})
+    try:
+        consumer.assign([start])
+        while True:
+            message = consumer.poll(10)
+            if message is None:
+                raise TimeoutError(f"no end of {start.topic}[{start.partition}] within 10 s")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return
+                raise RuntimeError(f"reading {start.topic}[{start.partition}]: {error}")
+            if until is not None and (message.offset() or 0) >= until:
+                return
+            yield message
+    finally:
+        consumer.close()

@@ -1,0 +1,95 @@
+"""The matcher through Kafka: the trade log equals the in-process engine's, through SIGKILLs."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from bench.flows import realistic_flow
+from services.common.binding import to_avro
+from services.common.bus import Bus, Outbound, TypedProducer
+from services.common.records import MatcherCommand
+from services.common.settings import REPO_ROOT, Settings
+from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
+from services.matcher.core.engine import MatchingEngine
+from tests.integration.readback import read_all, wait_for_growth
+
+COMMANDS = 3_000
+
+
+def _start(settings: Settings, idle_exit: float = 4.0) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "BATCH_MAX_MESSAGES": "20",
+        "SNAPSHOT_EVERY": "200",
+        "LOG_JSON": "false",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.run_matcher", "--idle-exit", str(idle_exit)],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+@pytest.fixture
+def recorded_flow(bus: Bus) -> list[MatcherCommand]:
+    """matcher.commands holding a listing and a realistic flow for BTC-PERP."""
+    flow = realistic_flow(COMMANDS, seed=11)
+    producer = TypedProducer(bus)
+    for command in flow:
+        producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+    producer.flush()
+    return flow
+
+
+def _expected_trade_log(flow: list[MatcherCommand]) -> list[tuple[int, dict[str, Any]]]:
+    engine = MatchingEngine()
+    expected = []
+    for command in flow:
+        result = engine.apply(command)
+        for index, event in enumerate(result.events):
+            expected.append((result.first_seq + index, to_avro(event)))
+    return expected
+
+
+def test_trade_log_survives_sigkills_exactly(
+    settings: Settings, bus: Bus, recorded_flow: list[MatcherCommand]
+) -> None:
+    # State: COMMANDS commands waiting. Action: three times, as soon as the matcher has written
+    # some of the trade log, it is SIGKILLed at a random moment; then it runs to the end
+    # (snapshots every 200 commands, 20 commands per transaction).
+    rng = random.Random(20261123)
+    end = 0
+    for _ in range(3):
+        victim = _start(settings, idle_exit=60)
+        end = wait_for_growth(bus, TRADE_LOG, beyond=end)
+        time.sleep(rng.uniform(0.0, 0.4))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+    assert end < len(_expected_trade_log(recorded_flow)), "the kills landed before the work was done"
+    assert _start(settings).wait(180) == 0
+
+    # Expectation: the trade log is exactly what the engine alone produces — same events, same
+    # sequence numbers, each once — and every event for a trader is also on risk.postings.
+    expected = _expected_trade_log(recorded_flow)
+    log = read_all(bus, TRADE_LOG, expect=len(expected), timeout_s=60)
+    got = [(m.value["seq"], _body(m.value)) for m in log]
+    assert len(got) == len(expected)
+    assert got == expected
+    assert len({m.value["event_id"] for m in log}) == len(log)
+    with_trader = sum(1 for _, body in expected if body.get("trader"))
+    assert len(read_all(bus, RISK_POSTINGS, expect=with_trader, timeout_s=60)) == with_trader
+    assert read_all(bus, MATCHER_SNAPSHOTS, expect=1), "snapshots were taken"
+
+
+def _body(value: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = value["body"][1]  # (record name, fields) as the serde decodes a union
+    return body
