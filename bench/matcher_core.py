@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.flows import realistic_flow
 from services.matcher.core.engine import MatchingEngine
+from services.replay.flows import realistic_flow
 
 
 def percentile(sorted_values: list[int], q: float) -> float:

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from bench.flows import realistic_flow
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.records import MatcherCommand
 from services.common.settings import REPO_ROOT, Settings
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
 from services.matcher.core.engine import MatchingEngine
+from services.replay.cli import read_topic_commands, replay_engine
+from services.replay.flows import realistic_flow
 from tests.integration.readback import read_all, wait_for_growth
 
 COMMANDS = 3_000
@@ -88,6 +89,10 @@ def test_trade_log_survives_sigkills_exactly(
     with_trader = sum(1 for _, body in expected if body.get("trader"))
     assert len(read_all(bus, RISK_POSTINGS, expect=with_trader, timeout_s=60)) == with_trader
     assert read_all(bus, MATCHER_SNAPSHOTS, expect=1), "snapshots were taken"
+    # And replaying the command topic offline reproduces the live log record for record, ids included.
+    partition = int(log[0].value["event_id"].split(":")[-3])  # <topic>:<partition>:<offset>:<index>
+    _, replayed = replay_engine(read_topic_commands(bus, MATCHER_COMMANDS, partition, 0, None))
+    assert list(replayed) == [m.value for m in log]
 
 
 def _body(value: dict[str, Any]) -> dict[str, Any]:

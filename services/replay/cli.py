@@ -1,0 +1,191 @@
+"""Replay tooling.
+
+    # a sample flow of commands to play with (a listing and a realistic order flow)
+    python -m services.replay sample --commands 100000 --output cmds.avro
+    # a range of a topic, as an Avro container file (records keep their topic position)
+    python -m services.replay export --topic matcher.commands --partition 0 --output cmds.avro
+    # the engine over a commands file (or straight from a topic range) → an events file
+    python -m services.replay engine --input cmds.avro --output events.avro
+    python -m services.replay engine --topic matcher.commands --partition 0 --output events.avro
+
+`engine` uses exactly the matcher core the service runs and prints the final state hash, so two
+runs over the same commands can be compared by one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from fastavro import parse_schema, reader, writer
+from tqdm import tqdm
+
+from services.common.binding import from_avro, to_avro
+from services.common.bus import Bus, decode_message
+from services.common.records import MatcherCommand, TradeLogEvent
+from services.common.schemas import load_current
+from services.common.serde import UndecodableRecord
+from services.common.settings import get_settings
+from services.common.topics import TOPICS, TopicSpec
+from services.matcher.core.engine import MatchingEngine
+from services.replay.flows import realistic_flow
+
+# Position of a record in its source: the event ids of replayed outputs derive from it.
+_SOURCE = "cxpt.source"
+# A fixed sync marker makes equal contents give byte-equal files (`cmp` is a determinism check).
+SYNC_MARKER = b"cxpt-replay-v1.."
+
+
+def _strip_logical(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical(v) for v in node]
+    return node
+
+
+def _file_schema(name: str) -> Any:
+    # Plain ints and strings in files too, exactly as on the wire (see services.common.serde).
+    return parse_schema(_strip_logical(load_current(name)))
+
+
+def read_commands(path: Path) -> Iterator[tuple[str, MatcherCommand]]:
+    """(source position, command) pairs from an Avro container file of MatcherCommand."""
+    with path.open("rb") as fh:
+        container = reader(fh, return_record_name=True, return_record_name_override=True)
+        sources = json.loads(container.metadata.get(_SOURCE, "null") or "null")
+        for index, record in enumerate(container):
+            source = sources[index] if sources else f"{path.name}:{index}"
+            yield source, from_avro(MatcherCommand, record)  # type: ignore[arg-type]
+
+
+def read_topic_commands(
+    bus: Bus, spec: TopicSpec, partition: int, start: int, end: int | None
+) -> Iterator[tuple[str, MatcherCommand]]:
+    """(topic position, command) pairs of a committed topic range; poison records are skipped."""
+    from services.matcher.service import _read_partition  # the reader the service recovers with
+
+    begin = start if start > 0 else OFFSET_BEGINNING
+    for message in _read_partition(bus, TopicPartition(bus.topic(spec).name, partition, begin), end):
+        try:
+            value = decode_message(bus, message, spec).value
+        except UndecodableRecord:
+            continue
+        yield f"{message.topic()}:{message.partition()}:{message.offset()}", from_avro(MatcherCommand, value)
+
+
+def replay_engine(
+    commands: Iterator[tuple[str, MatcherCommand]],
+) -> tuple[MatchingEngine, Iterator[dict[str, Any]]]:
+    """The engine, and a lazy stream of the TradeLogEvent records it produces."""
+    engine = MatchingEngine()
+
+    def events() -> Iterator[dict[str, Any]]:
+        for source, command in commands:
+            result = engine.apply(command)
+            for index, event in enumerate(result.events):
+                yield to_avro(
+                    TradeLogEvent(
+                        event_id=f"{source}:{index}",
+                        market=result.market,
+                        seq=result.first_seq + index if result.first_seq else 0,
+                        command_id=command.command_id,
+                        ts_event=command.ts_init,
+                        body=event,
+                    )
+                )
+
+    return engine, events()
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    flow = realistic_flow(args.commands, seed=args.seed)
+    with Path(args.output).open("wb") as fh:
+        writer(
+            fh, _file_schema("MatcherCommand"), (to_avro(c) for c in tqdm(flow, desc="sample", unit="cmd"))
+        )
+    print(f"wrote {len(flow)} commands to {args.output}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    spec = next((t for t in TOPICS if t.name == args.topic), None)
+    if spec is None:
+        print(
+            f"error: unknown topic {args.topic!r}; known: {', '.join(t.name for t in TOPICS)}",
+            file=sys.stderr,
+        )
+        return 2
+    bus = Bus(get_settings())
+    from services.matcher.service import _read_partition
+
+    name = bus.topic(spec).name
+    begin = args.start if args.start > 0 else OFFSET_BEGINNING
+    records, sources = [], []
+    for message in tqdm(
+        _read_partition(bus, TopicPartition(name, args.partition, begin), args.end), desc="export"
+    ):
+        try:
+            records.append(decode_message(bus, message, spec).value)
+        except UndecodableRecord:
+            continue
+        sources.append(f"{message.topic()}:{message.partition()}:{message.offset()}")
+    with Path(args.output).open("wb") as fh:
+        metadata = {_SOURCE: json.dumps(sources)}
+        writer(fh, _file_schema(spec.value_schema), records, metadata=metadata, sync_marker=SYNC_MARKER)
+    print(f"wrote {len(records)} {spec.value_schema} records from {name}[{args.partition}] to {args.output}")
+    return 0
+
+
+def _cmd_engine(args: argparse.Namespace) -> int:
+    if args.input:
+        commands = read_commands(Path(args.input))
+    else:
+        spec = next(t for t in TOPICS if t.name == args.topic)
+        commands = read_topic_commands(Bus(get_settings()), spec, args.partition, args.start, args.end)
+    engine, events = replay_engine(iter(tqdm(commands, desc="replay", unit="cmd")))
+    started = time.perf_counter()
+    count = 0
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for event in events:
+            count += 1
+            yield event
+
+    with Path(args.output).open("wb") as fh:
+        writer(fh, _file_schema("TradeLogEvent"), counted(), sync_marker=SYNC_MARKER)
+    elapsed = time.perf_counter() - started
+    engine.validate()
+    print(json.dumps({"events": count, "seconds": round(elapsed, 3), "state_hash": engine.state_hash()}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.replay", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    sample = sub.add_parser("sample", help="write a sample commands file")
+    sample.add_argument("--commands", type=int, default=100_000)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument("--output", required=True)
+    sample.set_defaults(run=_cmd_sample)
+    for name, helptext in (("export", "a topic range to an Avro file"), ("engine", "run the engine")):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--topic", default="matcher.commands")
+        cmd.add_argument("--partition", type=int, default=0)
+        cmd.add_argument("--start", type=int, default=0, help="first offset (default: the beginning)")
+        cmd.add_argument("--end", type=int, default=None, help="stop before this offset (default: the end)")
+        cmd.add_argument("--output", required=True)
+        if name == "engine":
+            cmd.add_argument("--input", help="commands file; without it the topic range is read")
+        cmd.set_defaults(run=_cmd_export if name == "export" else _cmd_engine)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
