@@ -1,6 +1,7 @@
 """Offline replay: a commands file through the engine gives the same events as the engine in process."""
 
 from pathlib import Path
+from typing import Any
 
 from fastavro import reader
 
