@@ -23,9 +23,8 @@ def test_sample_replays_to_byte_identical_event_files_and_matches_the_engine(tmp
     engine = MatchingEngine()
     expected = [to_avro(e) for c in realistic_flow(2000) for e in engine.apply(c).events]
     with first.open("rb") as fh:
-        replayed = [
-            r["body"][1] for r in reader(fh, return_record_name=True, return_record_name_override=True)
-        ]
+        records: list[Any] = list(reader(fh, return_record_name=True, return_record_name_override=True))
+    replayed = [r["body"][1] for r in records]
     assert replayed == expected
 
 
