@@ -104,16 +104,27 @@ class AvroSerde:
         self.schema_id = registry.id_for(name)
         self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
         self._writers: dict[int, Any] = {self.schema_id: self._schema}
+        self._last: tuple[Record | None, bytes] = (None, b"")
 
     def encode(self, record: Record) -> bytes:
-        """Wire bytes for `record`; raises ValueError when it does not fit the schema."""
+        """Wire bytes for `record`; raises ValueError when it does not fit the schema.
+
+        Records are immutable by convention: the bytes of the last one are reused when the same
+        object is encoded again.
+        """
+        last_record, last_bytes = self._last
+        if record is last_record:
+            # One record often goes to two topics (trade.log and risk.postings): encode it once.
+            return last_bytes
         buf = io.BytesIO()
         buf.write(self._header)
         try:
             schemaless_writer(buf, self._schema, record)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ValueError(f"record does not fit {self.name}: {exc}") from exc
-        return buf.getvalue()
+        data = buf.getvalue()
+        self._last = (record, data)
+        return data
 
     def decode(self, data: bytes | None) -> Record:
         """The record in `data`, resolved to the current schema; raises UndecodableRecord."""
