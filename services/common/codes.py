@@ -45,3 +45,18 @@ class CancelReason(IntEnum):
     SELF_TRADE_PREVENTED = 3102
     EXPIRED = 3103
     MARKET_CLOSED = 3104
+
+
+def markdown_table() -> str:
+    """Every code as a Markdown table, for docs/error-codes.md."""
+    rows = ["| code | name | stage |", "|---|---|---|"]
+    for enum, stage in (
+        (MatcherReject, "matcher: command refused"),
+        (CancelReason, "matcher: order left the book"),
+    ):
+        rows += [f"| {code.value} | `{code.name}` | {stage} |" for code in enum]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

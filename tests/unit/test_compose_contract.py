@@ -31,3 +31,9 @@ def test_topic_doc_is_generated_from_the_declarations() -> None:
     from services.common.topics import markdown_table
 
     assert markdown_table() in (REPO_ROOT / "docs" / "topics.md").read_text()
+
+
+def test_error_code_doc_is_generated_from_the_code() -> None:
+    from services.common.codes import markdown_table as codes_table
+
+    assert codes_table() in (REPO_ROOT / "docs" / "error-codes.md").read_text()
