@@ -1,6 +1,6 @@
 """Stable business codes. The thousands digit names the stage (exchange-core style):
 
-* 2xxx — risk (pre-trade collateral checks), defined with the risk core;
+* 2xxx — risk (pre-trade collateral checks);
 * 3xxx — matcher rejections; 31xx — why an order left the book without filling completely.
 
 Codes are part of the public API (events, REST errors): never renumber, only add.
@@ -10,6 +10,24 @@ Codes are part of the public API (events, REST errors): never renumber, only add
 from __future__ import annotations
 
 from enum import IntEnum
+
+
+class RiskReject(IntEnum):
+    """Why risk refused a command before it reached the matcher (rules in docs/risk.md)."""
+
+    INSUFFICIENT_COLLATERAL = 2001
+    UNKNOWN_MARKET = 2002
+    MARKET_NOT_ACTIVE = 2003
+    INSUFFICIENT_INVENTORY = 2004
+    REDUCE_ONLY_WOULD_INCREASE = 2005
+    INVALID_ORDER = 2006
+    DUPLICATE_ORDER_ID = 2007
+    UNKNOWN_ORDER = 2008
+    AMEND_PENDING = 2009
+    INVALID_WITHDRAWAL = 2010
+    DUPLICATE_WITHDRAWAL_ID = 2011
+    WITHDRAWAL_EXPIRED = 2012
+    UNSUPPORTED_COMMAND = 2099
 
 
 class MatcherReject(IntEnum):

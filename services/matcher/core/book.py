@@ -151,8 +151,12 @@ class OrderBook:
             yield from list(book_side.levels[key].values())
 
     def trader_orders(self, trader: str) -> list[RestingOrder]:
-        """The trader's resting orders, in the order they arrived on the book."""
-        return [self.orders[oid] for oid in self.by_trader.get(trader, ())]
+        """The trader's resting orders, in the order they arrived on the book.
+
+        Sorted by arrival rather than read in index order: a book rebuilt from a snapshot fills
+        its indexes in priority order, and the answer must not depend on how the book was built.
+        """
+        return sorted((self.orders[oid] for oid in self.by_trader.get(trader, ())), key=_arrival)
 
     # -- changing --------------------------------------------------------------------------
 
@@ -230,6 +234,10 @@ class OrderBook:
         _check(seen == len(self.orders), "id index holds orders that are not on a level")
         _check(len(self.by_client) == seen, "client-id index out of step")
         _check(sum(len(v) for v in self.by_trader.values()) == seen, "trader index out of step")
+
+
+def _arrival(order: RestingOrder) -> int:
+    return order.arrival
 
 
 def _check(condition: bool, message: str) -> None:

@@ -1,0 +1,1 @@
+"""risk: pre-trade reservations (orders.commands → matcher.commands) and post-trade ledger (risk.postings)."""

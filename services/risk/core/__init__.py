@@ -1,0 +1,32 @@
+"""The pure risk core: pre-trade reservations and the post-trade ledger. No Kafka, no stores, no clock."""
+
+from services.common.codes import RiskReject
+from services.risk.core.engine import RiskEngine, RiskResult
+from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError, RiskError
+from services.risk.core.events import (
+    BalanceChanged,
+    ChangeReason,
+    InsuranceDrawn,
+    InventoryChanged,
+    PositionChanged,
+    PositionUnderCollateralized,
+    RiskEvent,
+    ShortfallReason,
+)
+
+__all__ = [
+    "BalanceChanged",
+    "ChangeReason",
+    "InsuranceDrawn",
+    "InvalidRiskInput",
+    "InventoryChanged",
+    "LedgerInvariantError",
+    "PositionChanged",
+    "PositionUnderCollateralized",
+    "RiskEngine",
+    "RiskError",
+    "RiskEvent",
+    "RiskReject",
+    "RiskResult",
+    "ShortfallReason",
+]

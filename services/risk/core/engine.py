@@ -1,0 +1,577 @@
+"""The risk engine: (ledger, input) → outputs. Pure: no clock, no I/O, no randomness, no floats.
+
+exchange-core's R1 and R2 in one state machine:
+
+* **pre-trade** (`apply_command`, one `TraderCommand` from orders.commands): check the market, the
+  order and the trader's free collateral, move the order's worst-case cost into a reservation, and
+  forward the command to the matcher — or refuse it with a stable 2xxx code (`RiskReject`);
+* **post-trade** (`apply_posting`, one `TradeLogEvent` from risk.postings): apply what the matcher
+  did — fills move money between buckets and open or close positions, cancels and rejections give
+  reservations back, amendments re-size them.
+
+Fills are applied from the per-order `OrderFilled` events (one per side, each concerning one trader,
+which is how risk.postings is keyed); `TradeExecuted` is ignored, so nothing is applied twice.
+Time exists only as `ts_init` of commands. Every step leaves `validate()` true.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from services.common.codes import RiskReject
+from services.common.records import (
+    AccountEvent,
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    DepositConfirmed,
+    MarketCreated,
+    MarketDefinition,
+    MarketKind,
+    MarketStatus,
+    MarketStatusChanged,
+    MatcherCommand,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    PlaceOrder,
+    RequestWithdrawal,
+    Side,
+    TradeLogEvent,
+    TraderCommand,
+    WithdrawalRequested,
+)
+from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError
+from services.risk.core.events import BalanceChanged, ChangeReason, InventoryChanged, RiskEvent
+from services.risk.core.fills import apply_fill
+from services.risk.core.ledger import Ledger, Market, Order, PendingAmend
+from services.risk.core.rules import covered_by_reservation, order_rates
+
+AccountBody = OrderRejected | WithdrawalRequested
+
+
+@dataclass(frozen=True, slots=True)
+class RiskResult:
+    """What pre-trade risk did with one trader command.
+
+    `forward`: the commands for matcher.commands (several for a cancel-all across markets, none
+    when refused). `account_events`: bodies for accounts.events (an `OrderRejected`, or a
+    `WithdrawalRequested`). `events`: the balance changes the command caused.
+    """
+
+    command: TraderCommand
+    forward: tuple[MatcherCommand, ...]
+    account_events: tuple[AccountBody, ...]
+    events: tuple[RiskEvent, ...]
+
+    @property
+    def rejection(self) -> OrderRejected | None:
+        """The refusal, if risk refused the command."""
+        for body in self.account_events:
+            if isinstance(body, OrderRejected):
+                return body
+        return None
+
+    def account_records(self, event_id: Callable[[int], str]) -> list[AccountEvent]:
+        """`account_events` wrapped for accounts.events; `event_id(i)` names the i-th (the adapter
+        derives it from the command's log position, so replays reuse it)."""
+        return [
+            AccountEvent(
+                event_id=event_id(i), trader=self.command.trader, ts_event=self.command.ts_init, body=body
+            )
+            for i, body in enumerate(self.account_events)
+        ]
+
+
+class _Refused(Exception):
+    """Internal: stops a command with a refusal. Raised before any state has changed."""
+
+    def __init__(self, code: RiskReject, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+
+
+class RiskEngine:
+    """The balances, positions and open orders of the traders of one risk partition."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.markets: dict[str, Market] = {}
+        self.last_seq: dict[str, int] = {}
+        """Per market, the highest trade-log seq applied; older postings are replays and ignored."""
+        self._before: dict[str, tuple[int, int, int, int]] = {}
+        self._before_holding: dict[tuple[str, str], tuple[int, int]] = {}
+
+    # -- markets -------------------------------------------------------------------------------
+
+    def apply_market(self, definition: MarketDefinition) -> None:
+        """Learn a market (from `MarketCreated`); the same definition again is a no-op."""
+        known = self.markets.get(definition.market)
+        if known is not None:
+            if known.definition != definition:
+                raise InvalidRiskInput(f"{definition.market} is already defined differently")
+            return
+        _validate_definition(definition)
+        self.markets[definition.market] = Market(definition, definition.status)
+
+    def apply_market_status(self, market: str, status: MarketStatus) -> None:
+        """Follow a market's status (from `MarketStatusChanged`): only ACTIVE markets take orders."""
+        known = self.markets.get(market)
+        if known is None:
+            raise InvalidRiskInput(f"status change for unknown market {market}")
+        known.status = status
+
+    # -- money in and out ----------------------------------------------------------------------
+
+    def apply_deposit(self, trader: str, deposit: DepositConfirmed) -> list[RiskEvent]:
+        """Credit a confirmed deposit to free; a deposit seen before (same chain, tx, log) is ignored."""
+        if deposit.amount <= 0:
+            raise InvalidRiskInput(f"deposit of {deposit.amount} micro-USDC")
+        deposit_id = f"{deposit.chain_id}:{deposit.tx_hash}:{deposit.log_index}"
+        if deposit_id in self.ledger.deposit_ids:
+            return []
+        self._begin(trader)
+        self.ledger.deposit_ids.add(deposit_id)
+        self.ledger.account(trader).free += deposit.amount
+        self.ledger.deposited += deposit.amount
+        return self._changes(ChangeReason.DEPOSIT, deposit_id)
+
+    def apply_account_event(self, event: AccountEvent) -> list[RiskEvent]:
+        """An accounts.events record: deposits are applied; risk's own outputs read back change nothing."""
+        if isinstance(event.body, DepositConfirmed):
+            return self.apply_deposit(event.trader, event.body)
+        return []
+
+    def apply_synth_deposit(self, trader: str, market: str, lots: int, deposit_id: str) -> list[RiskEvent]:
+        """Credit synth lots deposited to the Vault for a spot market (no schema yet; see docs/risk.md)."""
+        known = self.markets.get(market)
+        if known is None or known.definition.kind is not MarketKind.SPOT or lots <= 0:
+            raise InvalidRiskInput(f"synth deposit of {lots} lots on {market}")
+        key = f"synth:{deposit_id}"
+        if key in self.ledger.deposit_ids:
+            return []
+        self._begin(trader, market)
+        self.ledger.deposit_ids.add(key)
+        self.ledger.holding(trader, market).held += lots
+        self.ledger.synth_supply[market] = self.ledger.synth_supply.get(market, 0) + lots
+        return self._changes(ChangeReason.SYNTH_DEPOSIT, deposit_id)
+
+    def apply_withdrawal_paid(self, trader: str, withdrawal_id: str) -> list[RiskEvent]:
+        """Settlement paid a requested withdrawal on-chain: it leaves the ledger (no schema yet)."""
+        amount = self._take_withdrawal(trader, withdrawal_id)
+        self.ledger.withdrawn += amount
+        return self._changes(ChangeReason.WITHDRAWAL_PAID, withdrawal_id)
+
+    def apply_withdrawal_failed(self, trader: str, withdrawal_id: str) -> list[RiskEvent]:
+        """Settlement could not pay a requested withdrawal: the amount returns to free (no schema yet)."""
+        amount = self._take_withdrawal(trader, withdrawal_id)
+        self.ledger.account(trader).free += amount
+        return self._changes(ChangeReason.WITHDRAWAL_FAILED, withdrawal_id)
+
+    def _take_withdrawal(self, trader: str, withdrawal_id: str) -> int:
+        account = self.ledger.accounts.get(trader)
+        if account is None or withdrawal_id not in account.withdrawals:
+            raise InvalidRiskInput(f"no pending withdrawal {withdrawal_id} for {trader}")
+        self._begin(trader)
+        amount = account.withdrawals.pop(withdrawal_id)
+        account.withdrawing -= amount
+        return amount
+
+    # -- pre-trade -----------------------------------------------------------------------------
+
+    def apply_command(self, command: TraderCommand) -> RiskResult:
+        """Check one trader command; forward it to the matcher or refuse it."""
+        body = command.body
+        market = getattr(body, "market", None)
+        self._begin(command.trader, market if isinstance(market, str) else None)
+        reason, ref = ChangeReason.ORDER_PLACED, getattr(body, "order_id", None) or ""
+        account_events: list[AccountBody] = []
+        try:
+            if isinstance(body, PlaceOrder):
+                forward = [self._place(command, body)]
+            elif isinstance(body, CancelOrder):
+                forward = [self._cancel(command, body)]
+            elif isinstance(body, CancelAllOrders):
+                forward = self._cancel_all(command, body)
+            elif isinstance(body, AmendOrder):
+                reason = ChangeReason.AMEND_REQUESTED
+                forward = [self._amend(command, body)]
+            elif isinstance(body, RequestWithdrawal):
+                reason, ref = ChangeReason.WITHDRAWAL_REQUESTED, body.withdrawal_id
+                account_events.append(self._withdraw(command, body))
+                forward = []
+            else:  # pragma: no cover - the union is closed; a new member must be handled here
+                raise _Refused(RiskReject.UNSUPPORTED_COMMAND, type(body).__name__)
+        except _Refused as refusal:
+            return RiskResult(command, (), (_rejection(command, refusal),), ())
+        return RiskResult(command, tuple(forward), tuple(account_events), tuple(self._changes(reason, ref)))
+
+    def _place(self, command: TraderCommand, order: PlaceOrder) -> MatcherCommand:
+        market = self._trading_market(order.market)
+        d = market.definition
+        if order.size <= 0 or order.price <= 0:
+            raise _Refused(RiskReject.INVALID_ORDER, f"size {order.size} lots, price {order.price} ticks")
+        if order.order_id in self.ledger.orders:
+            raise _Refused(RiskReject.DUPLICATE_ORDER_ID, order.order_id)
+        size = order.size
+        if order.reduce_only:
+            if d.kind is MarketKind.SPOT:
+                raise _Refused(
+                    RiskReject.INVALID_ORDER, "reduce-only needs a position; spot markets have none"
+                )
+            size = min(size, self._reduce_only_room(command.trader, order.market, order.side, None))
+        rates = order_rates(d, order.side, order.price, order.reduce_only)
+        self._check_funds(command.trader, order.market, size * rates.usdc, size * rates.inventory)
+        self.ledger.open_order(
+            Order(
+                order_id=order.order_id,
+                command_id=command.command_id,
+                trader=command.trader,
+                market=order.market,
+                side=order.side,
+                price=order.price,
+                size=size,
+                leaves=size,
+                cum=0,
+                reduce_only=order.reduce_only,
+                rates=rates,
+            )
+        )
+        return _forward(command, order.market, order if size == order.size else replace(order, size=size))
+
+    def _cancel(self, command: TraderCommand, cancel: CancelOrder) -> MatcherCommand:
+        if cancel.market not in self.markets:
+            raise _Refused(RiskReject.UNKNOWN_MARKET, cancel.market)
+        return _forward(command, cancel.market, cancel)
+
+    def _cancel_all(self, command: TraderCommand, cancel: CancelAllOrders) -> list[MatcherCommand]:
+        if cancel.market is not None:
+            if cancel.market not in self.markets:
+                raise _Refused(RiskReject.UNKNOWN_MARKET, cancel.market)
+            return [_forward(command, cancel.market, cancel)]
+        markets = {
+            o.market
+            for o in self.ledger.trader_orders(command.trader)
+            if o.leaves and (cancel.side is None or o.side is cancel.side)
+        }
+        return [_forward(command, m, replace(cancel, market=m)) for m in sorted(markets)]
+
+    def _amend(self, command: TraderCommand, amend: AmendOrder) -> MatcherCommand:
+        self._trading_market(amend.market)
+        order = self.ledger.orders.get(amend.order_id)
+        if (
+            order is None
+            or order.trader != command.trader
+            or order.market != amend.market
+            or not order.leaves
+        ):
+            raise _Refused(RiskReject.UNKNOWN_ORDER, amend.order_id)
+        if order.amend is not None:
+            raise _Refused(RiskReject.AMEND_PENDING, f"amendment {order.amend.command_id} is in flight")
+        price = order.price if amend.new_price is None else amend.new_price
+        size = order.size if amend.new_size is None else amend.new_size
+        if price <= 0 or size <= order.cum:
+            raise _Refused(
+                RiskReject.INVALID_ORDER, f"price {price} ticks, size {size} lots, filled {order.cum}"
+            )
+        new_leaves = size - order.cum
+        if order.reduce_only and new_leaves > order.leaves:
+            room = self._reduce_only_room(command.trader, order.market, order.side, order.order_id)
+            if new_leaves > room:
+                raise _Refused(RiskReject.REDUCE_ONLY_WOULD_INCREASE, f"{new_leaves} lots > {room} reducible")
+        d = self.markets[order.market].definition
+        order.amend = PendingAmend(
+            command.command_id, price, size, order_rates(d, order.side, price, order.reduce_only)
+        )
+        need = order.requirement()
+        extra_usdc, extra_lots = need.usdc - order.reserved_usdc, need.inventory - order.reserved_inventory
+        try:
+            self._check_funds(command.trader, order.market, extra_usdc, extra_lots)
+        except _Refused:
+            order.amend = None
+            raise
+        self.ledger.hold(order, extra_usdc, extra_lots)
+        return _forward(command, order.market, amend)
+
+    def _withdraw(self, command: TraderCommand, request: RequestWithdrawal) -> WithdrawalRequested:
+        if request.amount <= 0:
+            raise _Refused(RiskReject.INVALID_WITHDRAWAL, f"amount {request.amount} micro-USDC")
+        if command.ts_init > request.expire_at:
+            raise _Refused(RiskReject.WITHDRAWAL_EXPIRED, f"expired at {request.expire_at}")
+        account = self.ledger.accounts.get(command.trader)
+        if account is not None and request.withdrawal_id in account.withdrawals:
+            raise _Refused(RiskReject.DUPLICATE_WITHDRAWAL_ID, request.withdrawal_id)
+        self._check_funds(command.trader, None, request.amount, 0)
+        account = self.ledger.account(command.trader)
+        account.free -= request.amount
+        account.withdrawing += request.amount
+        account.withdrawals[request.withdrawal_id] = request.amount
+        return WithdrawalRequested(
+            withdrawal_id=request.withdrawal_id,
+            amount=request.amount,
+            as_cxpt=request.as_cxpt,
+            nonce=request.nonce,
+        )
+
+    def _trading_market(self, symbol: str) -> Market:
+        market = self.markets.get(symbol)
+        if market is None:
+            raise _Refused(RiskReject.UNKNOWN_MARKET, symbol)
+        if market.status is not MarketStatus.ACTIVE:
+            raise _Refused(RiskReject.MARKET_NOT_ACTIVE, f"{symbol} is {market.status}")
+        return market
+
+    def _reduce_only_room(self, trader: str, market: str, side: Side, exclude: str | None) -> int:
+        """Lots a reduce-only order on `side` may still take off the position (refuses if none)."""
+        position = self.ledger.positions.get((trader, market))
+        size = position.size if position is not None else 0
+        if not (size < 0 if side is Side.BUY else size > 0):
+            raise _Refused(RiskReject.REDUCE_ONLY_WOULD_INCREASE, f"position {size} lots, order side {side}")
+        committed = sum(
+            o.committed_lots()
+            for o in self.ledger.trader_orders(trader)
+            if o.market == market and o.reduce_only and o.side is side and o.order_id != exclude
+        )
+        room = abs(size) - committed
+        if room <= 0:
+            raise _Refused(
+                RiskReject.REDUCE_ONLY_WOULD_INCREASE,
+                f"open reduce-only orders already cover {abs(size)} lots",
+            )
+        return room
+
+    def _check_funds(self, trader: str, market: str | None, usdc: int, lots: int) -> None:
+        if lots > 0 and market is not None and lots > self.ledger.free_inventory(trader, market):
+            have = self.ledger.free_inventory(trader, market)
+            raise _Refused(RiskReject.INSUFFICIENT_INVENTORY, f"needs {lots} lots, {have} free")
+        if usdc > self.ledger.free_usdc(trader):
+            have = self.ledger.free_usdc(trader)
+            raise _Refused(RiskReject.INSUFFICIENT_COLLATERAL, f"needs {usdc} micro-USDC, {have} free")
+
+    # -- post-trade ----------------------------------------------------------------------------
+
+    def apply_posting(self, posting: TradeLogEvent) -> list[RiskEvent]:
+        """Apply one trade-log event; returns the changes traders see."""
+        if posting.seq <= self.last_seq.get(posting.market, 0):
+            return []
+        self.last_seq[posting.market] = posting.seq
+        body = posting.body
+        if isinstance(body, MarketCreated):
+            self.apply_market(body.definition)
+        elif isinstance(body, MarketStatusChanged):
+            self.apply_market_status(posting.market, body.status)
+        elif isinstance(body, OrderFilled):
+            return self._filled(posting, body)
+        elif isinstance(body, OrderCancelled):
+            order = self._posted_order(posting, body.order_id, body.trader)
+            _expect(
+                0 < body.cancelled_qty <= order.leaves, f"{order.order_id}: cancels {body.cancelled_qty} lots"
+            )
+            self._begin_order(order)
+            order.leaves -= body.cancelled_qty
+            order.size -= body.cancelled_qty
+            self.ledger.release_excess(order)
+            return self._changes(ChangeReason.ORDER_CANCELLED, order.order_id)
+        elif isinstance(body, OrderAmended):
+            return self._amended(posting, body)
+        elif isinstance(body, OrderRejected):
+            return self._rejected(posting, body)
+        elif isinstance(body, OrderAccepted):
+            order = self._posted_order(posting, body.order_id, body.trader)
+            _expect(
+                order.size == body.size and order.side is body.side, f"{order.order_id} accepted differently"
+            )
+        # TradeExecuted (fills come from OrderFilled), OrderRested, CommandRejected: nothing to do.
+        return []
+
+    def _filled(self, posting: TradeLogEvent, fill: OrderFilled) -> list[RiskEvent]:
+        order = self._posted_order(posting, fill.order_id, fill.trader)
+        _expect(0 < fill.last_qty <= order.leaves, f"{order.order_id}: fill of {fill.last_qty} lots")
+        _expect(fill.side is order.side, f"{order.order_id}: fill on the other side")
+        better_or_equal = (
+            fill.last_px <= order.price if order.side is Side.BUY else fill.last_px >= order.price
+        )
+        _expect(
+            better_or_equal, f"{order.order_id}: filled at {fill.last_px} through its price {order.price}"
+        )
+        self._begin_order(order)
+        order.leaves -= fill.last_qty
+        order.cum += fill.last_qty
+        _expect(
+            (order.leaves, order.cum) == (fill.leaves_qty, fill.cum_qty),
+            f"{order.order_id}: leaves/cum {order.leaves}/{order.cum} != {fill.leaves_qty}/{fill.cum_qty}",
+        )
+        share, share_lots = self.ledger.take_excess(order)
+        definition = self.markets[order.market].definition
+        if not order.reduce_only:
+            covered = covered_by_reservation(definition, order.side, fill.last_px, fill.last_qty, fill.fee)
+            _expect(share >= covered, f"{order.order_id}: reservation share {share} < {covered} to cover")
+        events = apply_fill(self.ledger, definition, order, fill, share=share, share_lots=share_lots)
+        self.ledger.close_if_finished(order)
+        return events + self._changes(ChangeReason.ORDER_FILLED, order.order_id)
+
+    def _amended(self, posting: TradeLogEvent, amended: OrderAmended) -> list[RiskEvent]:
+        order = self._posted_order(posting, amended.order_id, amended.trader)
+        pending = order.amend
+        _expect(
+            pending is not None and pending.command_id == posting.command_id,
+            f"{order.order_id}: amended by {posting.command_id}, which risk did not forward",
+        )
+        assert pending is not None
+        _expect(
+            (amended.price, amended.size, amended.leaves_qty)
+            == (pending.price, pending.size, pending.size - order.cum),
+            f"{order.order_id}: amended to {amended.price}/{amended.size},"
+            f" risk forwarded {pending.price}/{pending.size}",
+        )
+        self._begin_order(order)
+        order.price, order.size, order.leaves, order.rates = (
+            pending.price,
+            pending.size,
+            amended.leaves_qty,
+            pending.rates,
+        )
+        order.amend = None
+        self.ledger.release_excess(order)
+        return self._changes(ChangeReason.ORDER_AMENDED, order.order_id)
+
+    def _rejected(self, posting: TradeLogEvent, rejected: OrderRejected) -> list[RiskEvent]:
+        """The matcher refused a command risk forwarded: give back what it reserved."""
+        order = self.ledger.orders.get(rejected.order_id or "")
+        if order is None or order.trader != rejected.trader or order.market != posting.market:
+            return []  # e.g. a cancel of an order that was already gone: nothing was reserved for it
+        if order.amend is not None and order.amend.command_id == posting.command_id:
+            self._begin_order(order)
+            order.amend = None
+        elif order.command_id == posting.command_id and order.cum == 0 and order.leaves == order.size:
+            self._begin_order(order)
+            order.leaves = order.size = 0
+        else:
+            return []
+        self.ledger.release_excess(order)
+        return self._changes(ChangeReason.ORDER_REJECTED, order.order_id)
+
+    def _posted_order(self, posting: TradeLogEvent, order_id: str, trader: str) -> Order:
+        order = self.ledger.orders.get(order_id)
+        if order is None or order.trader != trader or order.market != posting.market:
+            raise LedgerInvariantError(f"{posting.event_id}: order {order_id} of {trader} is unknown to risk")
+        return order
+
+    # -- reporting changes ---------------------------------------------------------------------
+
+    def _begin(self, trader: str, market: str | None = None) -> None:
+        """Start a step for `trader`: remember their buckets to report what changes."""
+        self._before.clear()
+        self._before_holding.clear()
+        account = self.ledger.accounts.get(trader)
+        self._before[trader] = account.snapshot() if account is not None else (0, 0, 0, 0)
+        known = self.markets.get(market) if market is not None else None
+        if known is not None and known.definition.kind is MarketKind.SPOT:
+            holding = self.ledger.holdings.get((trader, known.definition.market))
+            self._before_holding[(trader, known.definition.market)] = (
+                (holding.held, holding.reserved) if holding is not None else (0, 0)
+            )
+
+    def _begin_order(self, order: Order) -> None:
+        self._begin(order.trader, order.market)
+
+    def _changes(self, reason: ChangeReason, ref: str) -> list[RiskEvent]:
+        events: list[RiskEvent] = []
+        for (trader, market), before in self._before_holding.items():
+            holding = self.ledger.holdings.get((trader, market))
+            if holding is not None and (holding.held, holding.reserved) != before:
+                events.append(
+                    InventoryChanged(
+                        trader=trader,
+                        market=market,
+                        held=holding.held,
+                        reserved=holding.reserved,
+                        delta_held=holding.held - before[0],
+                        reason=reason,
+                        ref=ref,
+                    )
+                )
+        for trader, snapshot in self._before.items():
+            account = self.ledger.accounts.get(trader)
+            if account is not None and account.snapshot() != snapshot:
+                events.append(
+                    BalanceChanged(
+                        trader=trader,
+                        free=account.free,
+                        reserved=account.reserved,
+                        withdrawing=account.withdrawing,
+                        locked=account.locked,
+                        delta_free=account.free - snapshot[0],
+                        reason=reason,
+                        ref=ref,
+                    )
+                )
+        self._before.clear()
+        self._before_holding.clear()
+        return events
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise LedgerInvariantError unless the ledger balances exactly and every bucket agrees."""
+        for order in self.ledger.orders.values():
+            _expect(order.market in self.markets, f"order {order.order_id} on unknown market {order.market}")
+        for _, symbol in self.ledger.positions:
+            _expect(symbol in self.markets, f"position on unknown market {symbol}")
+        self.ledger.validate(self.markets)
+
+    def state_hash(self) -> str:
+        """A digest of the whole state; the same inputs in the same order give the same hash."""
+        markets = sorted((s, repr(m.definition), m.status.value) for s, m in self.markets.items())
+        state = (markets, sorted(self.last_seq.items()), self.ledger.state())
+        return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+
+def _forward(
+    command: TraderCommand, market: str, body: PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder
+) -> MatcherCommand:
+    return MatcherCommand(
+        command_id=command.command_id,
+        market=market,
+        trader=command.trader,
+        ts_init=command.ts_init,
+        body=body,
+    )
+
+
+def _rejection(command: TraderCommand, refusal: _Refused) -> OrderRejected:
+    body = command.body
+    order_id = getattr(body, "order_id", None)
+    client_order_id = getattr(body, "client_order_id", None)
+    return OrderRejected(
+        order_id=order_id if isinstance(order_id, str) else None,
+        client_order_id=client_order_id if isinstance(client_order_id, str) else None,
+        trader=command.trader,
+        reason_code=int(refusal.code),
+        reason=refusal.code.name,
+        detail=refusal.detail,
+    )
+
+
+def _validate_definition(d: MarketDefinition) -> None:
+    problems = []
+    if d.quote_per_tick_lot <= 0:
+        problems.append("quote_per_tick_lot must be positive")
+    if not (0 <= d.maker_fee_bps <= 10_000 and 0 <= d.taker_fee_bps <= 10_000):
+        problems.append("fees must be 0..10000 bps")
+    if d.kind is MarketKind.OPTION and (d.strike is None or d.strike <= 0 or d.option_type is None):
+        problems.append("an option needs a positive strike and an option type")
+    if problems:
+        raise InvalidRiskInput(f"{d.market}: " + "; ".join(problems))
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise LedgerInvariantError(message)

@@ -1,0 +1,122 @@
+"""Events risk emits for traders to see (balance, inventory and position changes, and shortfalls).
+
+There are no Avro schemas for them yet: they are plain frozen dataclasses named in past tense.
+Amounts are integers: micro-USDC for money, lots for sizes. Every event carries the state *after*
+the change (so a projection can upsert it) and, where useful, the change itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ChangeReason(StrEnum):
+    """What caused a balance or inventory change."""
+
+    DEPOSIT = "DEPOSIT"
+    SYNTH_DEPOSIT = "SYNTH_DEPOSIT"
+    ORDER_PLACED = "ORDER_PLACED"
+    AMEND_REQUESTED = "AMEND_REQUESTED"
+    WITHDRAWAL_REQUESTED = "WITHDRAWAL_REQUESTED"
+    WITHDRAWAL_PAID = "WITHDRAWAL_PAID"
+    WITHDRAWAL_FAILED = "WITHDRAWAL_FAILED"
+    ORDER_FILLED = "ORDER_FILLED"
+    ORDER_CANCELLED = "ORDER_CANCELLED"
+    ORDER_REJECTED = "ORDER_REJECTED"
+    ORDER_AMENDED = "ORDER_AMENDED"
+
+
+class ShortfallReason(StrEnum):
+    """Why the INSURANCE account paid for a trader."""
+
+    LOSS_BEYOND_COLLATERAL = "LOSS_BEYOND_COLLATERAL"
+    """A perpetual/future position closed at a loss larger than its collateral; the trader got 0."""
+    FILL_NOT_COVERED = "FILL_NOT_COVERED"
+    """A fill's fee or premium exceeded the order's reservation plus the trader's free balance."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceChanged:
+    """Event: a trader's USDC buckets changed (values after the change, micro-USDC)."""
+
+    trader: str
+    free: int
+    """Available for new orders and withdrawals."""
+    reserved: int
+    """Held for open orders."""
+    withdrawing: int
+    """Held for requested withdrawals until settlement pays them."""
+    locked: int
+    """Collateral locked in positions (perpetual, future, option writer), all markets."""
+    delta_free: int
+    """Change of `free` in this step."""
+    reason: ChangeReason
+    ref: str
+    """What caused it: an order id, a withdrawal id or a deposit id."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryChanged:
+    """Event: a trader's synth holdings on a spot market changed (lots, after the change)."""
+
+    trader: str
+    market: str
+    held: int
+    """Lots free to sell or withdraw."""
+    reserved: int
+    """Lots held for open sell orders."""
+    delta_held: int
+    reason: ChangeReason
+    ref: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionChanged:
+    """Event: a fill changed a perpetual, future or option position (values after the fill)."""
+
+    trader: str
+    market: str
+    order_id: str
+    trade_id: int
+    size: int
+    """Signed lots: > 0 long, < 0 short."""
+    delta_size: int
+    basis: int
+    """Entry value of the open lots, micro-USDC: notional (perpetual/future) or premium (option)."""
+    collateral: int
+    """Micro-USDC locked for the position (0 for a long option)."""
+    realized_pnl: int
+    """Cumulative realized PnL on this market, micro-USDC."""
+    last_px: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsuranceDrawn:
+    """Event (a flag): the INSURANCE account paid `amount` micro-USDC a trader could not."""
+
+    trader: str
+    market: str
+    order_id: str
+    trade_id: int
+    amount: int
+    reason: ShortfallReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionUnderCollateralized:
+    """Event (a flag): a fill opened exposure whose collateral the trader could not fully fund.
+
+    Happens when a SELL fills above its limit price (a short locks the notional at the fill price),
+    or when a reduce-only order fills after its position is gone. `shortfall` micro-USDC are missing;
+    a later loss beyond the collateral that is there falls on INSURANCE.
+    """
+
+    trader: str
+    market: str
+    order_id: str
+    trade_id: int
+    shortfall: int
+
+
+RiskEvent = BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized

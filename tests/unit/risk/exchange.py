@@ -1,0 +1,369 @@
+"""Risk wired to the real matcher, the way the pipeline runs them, for tests.
+
+    trader command ─▶ RiskEngine.apply_command ─▶ forwarded MatcherCommands ─▶ MatchingEngine.apply
+        ─▶ trade-log events (numbered per market) ─▶ RiskEngine.apply_posting, one at a time
+
+`validate()` runs after every risk input. Every input risk saw is recorded, so `replay()` can feed
+the same inputs to a fresh engine and compare state hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.records import (
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    CreateMarket,
+    DepositConfirmed,
+    MarketDefinition,
+    MarketKind,
+    MarketStatus,
+    MatcherCommand,
+    OptionType,
+    OrderType,
+    PlaceOrder,
+    RequestWithdrawal,
+    SetMarketStatus,
+    Side,
+    TimeInForce,
+    TradeLogEvent,
+    TraderCommand,
+)
+from services.matcher.core.engine import MatchingEngine
+from services.risk.core import RiskEngine, RiskEvent, RiskResult
+from services.risk.core.ledger import Position
+from tests.kit import TS_2026_11_23, btc_perp, order_id
+
+USDC = 1_000_000
+"""Micro-USDC per USDC."""
+
+EXPIRY_2026_12_25 = 1_798_156_800_000_000  # 2026-12-25T00:00:00Z in microseconds
+
+
+def btc_usdc_spot(*, fee_bps: int = 50) -> MarketDefinition:
+    """BTC-USDC spot synth: tick 0.1 USDC, lot 0.001 BTC → one tick on one lot is 100 micro-USDC."""
+    return MarketDefinition(
+        market="BTC-USDC",
+        kind=MarketKind.SPOT,
+        base_asset="BTC",
+        quote_per_tick_lot=100,
+        tick_size_e9=100_000_000,
+        lot_size_e9=1_000_000,
+        min_size=1,
+        maker_fee_bps=fee_bps,
+        taker_fee_bps=fee_bps,
+        status=MarketStatus.ACTIVE,
+    )
+
+
+def btc_future_dec26() -> MarketDefinition:
+    """BTC-20261225: a dated future on the BTC-PERP grid (100 micro-USDC per tick-lot)."""
+    return MarketDefinition(
+        market="BTC-20261225",
+        kind=MarketKind.FUTURE,
+        base_asset="BTC",
+        quote_per_tick_lot=100,
+        tick_size_e9=100_000_000,
+        lot_size_e9=1_000_000,
+        min_size=1,
+        maker_fee_bps=50,
+        taker_fee_bps=50,
+        status=MarketStatus.ACTIVE,
+        expiry=EXPIRY_2026_12_25,
+        index_symbol="BTC-USD",
+    )
+
+
+def btc_option_dec26(option_type: OptionType, strike: int) -> MarketDefinition:
+    """A European BTC option on the BTC-PERP grid; `strike` in ticks (600_000 = 60,000 USDC)."""
+    letter = "C" if option_type is OptionType.CALL else "P"
+    return MarketDefinition(
+        market=f"BTC-20261225-{strike // 10}-{letter}",
+        kind=MarketKind.OPTION,
+        base_asset="BTC",
+        quote_per_tick_lot=100,
+        tick_size_e9=100_000_000,
+        lot_size_e9=1_000_000,
+        min_size=1,
+        maker_fee_bps=50,
+        taker_fee_bps=50,
+        status=MarketStatus.ACTIVE,
+        expiry=EXPIRY_2026_12_25,
+        strike=strike,
+        option_type=option_type,
+        index_symbol="BTC-USD",
+    )
+
+
+def odd_perp_qptl1_maker20_taker50() -> MarketDefinition:
+    """ODD-PERP: one tick on one lot is 1 micro-USDC, maker 0.2 %, taker 0.5 % — for rounding cases."""
+    return MarketDefinition(
+        market="ODD-PERP",
+        kind=MarketKind.PERPETUAL,
+        base_asset="ODD",
+        quote_per_tick_lot=1,
+        tick_size_e9=1,
+        lot_size_e9=1,
+        min_size=1,
+        maker_fee_bps=20,
+        taker_fee_bps=50,
+        status=MarketStatus.ACTIVE,
+        index_symbol="ODD-USD",
+    )
+
+
+BTC_CALL_60K = btc_option_dec26(OptionType.CALL, 600_000)
+BTC_PUT_40K = btc_option_dec26(OptionType.PUT, 400_000)
+ALL_MARKETS = (
+    btc_usdc_spot(),
+    btc_perp(),
+    btc_future_dec26(),
+    BTC_CALL_60K,
+    BTC_PUT_40K,
+    odd_perp_qptl1_maker20_taker50(),
+)
+
+
+@dataclass
+class Step:
+    """What one trader command did, end to end."""
+
+    result: RiskResult
+    log: list[TradeLogEvent] = field(default_factory=list)
+    events: list[RiskEvent] = field(default_factory=list)
+    """Risk's post-trade events for `log`."""
+
+    @property
+    def code(self) -> int | None:
+        rejection = self.result.rejection
+        if rejection is not None:
+            return rejection.reason_code
+        matcher_rejections = [e.body for e in self.log if type(e.body).__name__ == "OrderRejected"]
+        return getattr(matcher_rejections[0], "reason_code", None) if matcher_rejections else None
+
+    @property
+    def order_id(self) -> str:
+        """The venue order id the command named."""
+        order_id = getattr(self.result.command.body, "order_id", None)
+        assert isinstance(order_id, str)
+        return order_id
+
+    def bodies(self, kind: type[Any]) -> list[Any]:
+        return [e.body for e in self.log if isinstance(e.body, kind)]
+
+
+class Exchange:
+    """A risk engine and a matching engine, with the plumbing between them."""
+
+    def __init__(self, *markets: MarketDefinition, run_matcher: bool = True, in_flight: bool = False) -> None:
+        self.risk = RiskEngine()
+        self.matcher = MatchingEngine()
+        self.run_matcher = run_matcher
+        self.in_flight = in_flight
+        """Hold forwarded commands until `deliver()`, as if the matcher lagged behind risk."""
+        self.queue: list[MatcherCommand] = []
+        self.now = TS_2026_11_23
+        self.n = 0
+        self.offset = 0
+        self.inputs: list[tuple[str, Any]] = []
+        self.last_log: list[TradeLogEvent] = []
+        """The trade-log events of the latest command."""
+        for definition in markets:
+            self.admin(definition.market, CreateMarket(definition=definition))
+        self.deliver()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _tick(self) -> int:
+        self.n += 1
+        self.now += 1_000
+        return self.n
+
+    def admin(self, market: str, body: CreateMarket | SetMarketStatus) -> list[RiskEvent]:
+        self._tick()
+        self.last_log = []
+        command = MatcherCommand(
+            command_id=order_id(2_000_000 + self.n), market=market, ts_init=self.now, body=body
+        )
+        if self.in_flight:  # admin commands share matcher.commands with the orders risk forwarded
+            self.queue.append(command)
+            return []
+        return self.book(command)
+
+    def book(self, command: MatcherCommand) -> list[RiskEvent]:
+        """Run `command` through the matcher and post every event it caused to risk."""
+        result = self.matcher.apply(command)
+        events: list[RiskEvent] = []
+        for i, body in enumerate(result.events):
+            self.offset += 1
+            posting = TradeLogEvent(
+                event_id=f"trade.log:0:{self.offset}:{i}",
+                market=result.market,
+                seq=result.first_seq + i,
+                command_id=command.command_id,
+                ts_event=command.ts_init,
+                body=body,
+            )
+            self.last_log.append(posting)
+            events.extend(self.post(posting))
+        return events
+
+    def post(self, posting: TradeLogEvent) -> list[RiskEvent]:
+        self.inputs.append(("posting", posting))
+        events = self.risk.apply_posting(posting)
+        self.risk.validate()
+        return events
+
+    def submit(self, trader: str, body: Any) -> Step:
+        """Send one trader command through risk and, if forwarded, through the matcher."""
+        n = self._tick()
+        command = TraderCommand(
+            command_id=order_id(3_000_000 + n), trader=trader, ts_init=self.now, body=body
+        )
+        self.inputs.append(("command", command))
+        result = self.risk.apply_command(command)
+        self.risk.validate()
+        step = Step(result)
+        self.last_log = step.log
+        if self.in_flight:
+            self.queue.extend(result.forward)
+        elif self.run_matcher:
+            for forwarded in result.forward:
+                step.events.extend(self.book(forwarded))
+        return step
+
+    def deliver(self, count: int | None = None) -> None:
+        """Let the matcher catch up on `count` queued commands (all when None)."""
+        count = len(self.queue) if count is None else min(count, len(self.queue))
+        for command in self.queue[:count]:
+            self.book(command)
+        del self.queue[:count]
+
+    def replay(self) -> RiskEngine:
+        """A fresh risk engine fed the same inputs, in the same order."""
+        engine = RiskEngine()
+        for kind, item in self.inputs:
+            if kind == "command":
+                engine.apply_command(item)
+            elif kind == "posting":
+                engine.apply_posting(item)
+            elif kind == "deposit":
+                engine.apply_deposit(*item)
+            elif kind == "synth":
+                engine.apply_synth_deposit(*item)
+            elif kind == "paid":
+                engine.apply_withdrawal_paid(*item)
+            elif kind == "failed":
+                engine.apply_withdrawal_failed(*item)
+        return engine
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def deposit(self, trader: str, amount: int) -> list[RiskEvent]:
+        n = self._tick()
+        body = DepositConfirmed(amount=amount, chain_id=0, tx_hash=f"dev-{n}", log_index=0, block_number=0)
+        self.inputs.append(("deposit", (trader, body)))
+        events = self.risk.apply_deposit(trader, body)
+        self.risk.validate()
+        return events
+
+    def deposit_synth(self, trader: str, market: str, lots: int) -> list[RiskEvent]:
+        n = self._tick()
+        args = (trader, market, lots, f"synth-{n}")
+        self.inputs.append(("synth", args))
+        events = self.risk.apply_synth_deposit(*args)
+        self.risk.validate()
+        return events
+
+    def set_status(self, market: str, status: MarketStatus) -> list[RiskEvent]:
+        return self.admin(market, SetMarketStatus(status=status, reason="test"))
+
+    def place(self, trader: str, market: str, side: Side, size: int, price: int, **options: Any) -> Step:
+        """A GTC limit order (options override PlaceOrder fields); its order id is order_id(n)."""
+        n = self.n + 1
+        fields: dict[str, Any] = {
+            "market": market,
+            "order_id": order_id(n),
+            "client_order_id": f"c{n}",
+            "side": side,
+            "order_type": OrderType.LIMIT,
+            "price": price,
+            "size": size,
+            "time_in_force": TimeInForce.GTC,
+            "nonce": n,
+            "signature": b"",
+        } | options
+        return self.submit(trader, PlaceOrder(**fields))
+
+    def market_order(
+        self, trader: str, market: str, side: Side, size: int, worst_price: int, **options: Any
+    ) -> Step:
+        return self.place(
+            trader,
+            market,
+            side,
+            size,
+            worst_price,
+            order_type=OrderType.MARKET,
+            time_in_force=TimeInForce.IOC,
+            **options,
+        )
+
+    def cancel(self, trader: str, market: str, order: str) -> Step:
+        return self.submit(trader, CancelOrder(market=market, order_id=order, nonce=0, signature=b""))
+
+    def cancel_all(self, trader: str, market: str | None = None, side: Side | None = None) -> Step:
+        return self.submit(trader, CancelAllOrders(market=market, side=side, nonce=0, signature=b""))
+
+    def amend(
+        self,
+        trader: str,
+        market: str,
+        order: str,
+        *,
+        new_price: int | None = None,
+        new_size: int | None = None,
+    ) -> Step:
+        body = AmendOrder(
+            market=market, order_id=order, new_price=new_price, new_size=new_size, nonce=0, signature=b""
+        )
+        return self.submit(trader, body)
+
+    def withdraw(
+        self, trader: str, amount: int, withdrawal_id: str = "w1", *, expire_at: int | None = None
+    ) -> Step:
+        body = RequestWithdrawal(
+            withdrawal_id=withdrawal_id,
+            amount=amount,
+            nonce=0,
+            expire_at=self.now + 60_000_000 if expire_at is None else expire_at,
+            signature=b"",
+        )
+        return self.submit(trader, body)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def bodies(self, kind: type[Any]) -> list[Any]:
+        """Bodies of type `kind` among the trade-log events of the latest command."""
+        return [e.body for e in self.last_log if isinstance(e.body, kind)]
+
+    def free(self, trader: str) -> int:
+        return self.risk.ledger.free_usdc(trader)
+
+    def reserved(self, trader: str) -> int:
+        account = self.risk.ledger.accounts.get(trader)
+        return account.reserved if account is not None else 0
+
+    def locked(self, trader: str) -> int:
+        account = self.risk.ledger.accounts.get(trader)
+        return account.locked if account is not None else 0
+
+    def position(self, trader: str, market: str) -> Position:
+        return self.risk.ledger.positions.get((trader, market)) or Position()
+
+    def held(self, trader: str, market: str) -> tuple[int, int]:
+        holding = self.risk.ledger.holdings.get((trader, market))
+        return (holding.held, holding.reserved) if holding is not None else (0, 0)
