@@ -418,6 +418,28 @@ class ProjectionConsumer:
         self._consumer.close()
 
 
+def read_partition(bus: Bus, start: TopicPartition, until: int | None) -> Iterator[Message]:
+    """Committed records of one partition from `start` to `until` (exclusive) or to its end."""
+    # assign() only, never a commit: the group id is required by the client but never used.
+    consumer = Consumer(bus.consumer_config("partition-reader") | {"enable.partition.eof": True})
+    try:
+        consumer.assign([start])
+        while True:
+            message = consumer.poll(10)
+            if message is None:
+                raise TimeoutError(f"no end of {start.topic}[{start.partition}] within 10 s")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return
+                raise RuntimeError(f"reading {start.topic}[{start.partition}]: {error}")
+            if until is not None and (message.offset() or 0) >= until:
+                return
+            yield message
+    finally:
+        consumer.close()
+
+
 __all__ = [
     "Bus",
     "Handler",
@@ -428,5 +450,6 @@ __all__ = [
     "SchemaError",
     "TransactionalProcessor",
     "TypedProducer",
+    "read_partition",
     "stop_on_signals",
 ]

@@ -16,10 +16,10 @@ import threading
 import zlib
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message
+from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message, read_partition
 from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand, TradeLogEvent
 from services.common.serde import UndecodableRecord
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
@@ -145,7 +145,7 @@ def rebuild(bus: Bus, topic: str, partition: int, committed: int | None) -> Matc
 def replay(bus: Bus, start: TopicPartition, *, until: int, engine: MatchingEngine) -> int:
     """Apply the commands from `start` up to (not including) offset `until`; returns how many."""
     applied = 0
-    for message in _read_partition(bus, start, until):
+    for message in read_partition(bus, start, until):
         try:
             command = from_avro(MatcherCommand, decode_message(bus, message, MATCHER_COMMANDS).value)
         except UndecodableRecord:
@@ -159,32 +159,10 @@ def latest_snapshot(bus: Bus, key: str) -> EngineSnapshot | None:
     """The newest committed snapshot for `key`, or None."""
     spec = bus.topic(MATCHER_SNAPSHOTS)
     latest = None
-    for message in _read_partition(bus, TopicPartition(spec.name, 0, OFFSET_BEGINNING), None):
+    for message in read_partition(bus, TopicPartition(spec.name, 0, OFFSET_BEGINNING), None):
         if message.key() == key.encode():
             latest = message
     if latest is None:
         return None
     snapshot: EngineSnapshot = from_avro(EngineSnapshot, decode_message(bus, latest, MATCHER_SNAPSHOTS).value)
     return snapshot
-
-
-def _read_partition(bus: Bus, start: TopicPartition, until: int | None) -> Any:
-    """Committed records of one partition from `start` to `until` (exclusive) or to its end."""
-    # assign() only, never a commit: the group id is required by the client but never used.
-    consumer = Consumer(bus.consumer_config("matcher-recovery") | {"enable.partition.eof": True})
-    try:
-        consumer.assign([start])
-        while True:
-            message = consumer.poll(10)
-            if message is None:
-                raise TimeoutError(f"no end of {start.topic}[{start.partition}] within 10 s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return
-                raise RuntimeError(f"reading {start.topic}[{start.partition}]: {error}")
-            if until is not None and (message.offset() or 0) >= until:
-                return
-            yield message
-    finally:
-        consumer.close()

@@ -3,10 +3,13 @@
     # a sample flow of commands to play with (a listing and a realistic order flow)
     python -m services.replay sample --commands 100000 --output cmds.avro
     # a range of a topic, as an Avro container file (records keep their topic position)
-    python -m services.replay export --topic matcher.commands --partition 0 --output cmds.avro
+    python -m services.replay export --topic matcher.commands --output cmds.avro   # [--partition N]
     # the engine over a commands file (or straight from a topic range) → an events file
     python -m services.replay engine --input cmds.avro --output events.avro
-    python -m services.replay engine --topic matcher.commands --partition 0 --output events.avro
+    python -m services.replay engine --topic matcher.commands --output events.avro
+
+Without `--partition`, every partition is read in turn: markets never interact, so this gives the
+same events as the live service, partition by partition.
 
 `engine` uses exactly the matcher core the service runs and prints the final state hash, so two
 runs over the same commands can be compared by one line.
@@ -23,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka.admin import AdminClient
 from fastavro import parse_schema, reader, writer
 from tqdm import tqdm
 
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, decode_message
+from services.common.bus import Bus, decode_message, read_partition
 from services.common.records import MatcherCommand, TradeLogEvent
 from services.common.schemas import load_current
 from services.common.serde import UndecodableRecord
@@ -65,19 +69,36 @@ def read_commands(path: Path) -> Iterator[tuple[str, MatcherCommand]]:
             yield source, from_avro(MatcherCommand, record)  # type: ignore[arg-type]
 
 
-def read_topic_commands(
-    bus: Bus, spec: TopicSpec, partition: int, start: int, end: int | None
-) -> Iterator[tuple[str, MatcherCommand]]:
-    """(topic position, command) pairs of a committed topic range; poison records are skipped."""
-    from services.matcher.service import _read_partition  # the reader the service recovers with
+def read_topic(
+    bus: Bus, spec: TopicSpec, partition: int | None, start: int, end: int | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(topic position, record) pairs of a committed range of one partition, or of each in turn.
 
+    Poison records are skipped: they were dead-lettered when first consumed.
+    """
+    name = bus.topic(spec).name
     begin = start if start > 0 else OFFSET_BEGINNING
-    for message in _read_partition(bus, TopicPartition(bus.topic(spec).name, partition, begin), end):
-        try:
-            value = decode_message(bus, message, spec).value
-        except UndecodableRecord:
-            continue
-        yield f"{message.topic()}:{message.partition()}:{message.offset()}", from_avro(MatcherCommand, value)
+    for number in [partition] if partition is not None else partitions_of(bus, name):
+        for message in read_partition(bus, TopicPartition(name, number, begin), end):
+            try:
+                value = decode_message(bus, message, spec).value
+            except UndecodableRecord:
+                continue
+            yield f"{message.topic()}:{message.partition()}:{message.offset()}", value
+
+
+def read_topic_commands(
+    bus: Bus, spec: TopicSpec, partition: int | None, start: int, end: int | None
+) -> Iterator[tuple[str, MatcherCommand]]:
+    """(topic position, command) pairs of a committed topic range (see `read_topic`)."""
+    for source, value in read_topic(bus, spec, partition, start, end):
+        yield source, from_avro(MatcherCommand, value)
+
+
+def partitions_of(bus: Bus, topic: str) -> list[int]:
+    """The partition numbers of `topic`, ascending."""
+    admin = AdminClient({"bootstrap.servers": bus.settings.kafka_bootstrap_servers})
+    return sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
 
 def replay_engine(
@@ -123,23 +144,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
         return 2
     bus = Bus(get_settings())
-    from services.matcher.service import _read_partition
-
-    name = bus.topic(spec).name
-    begin = args.start if args.start > 0 else OFFSET_BEGINNING
     records, sources = [], []
-    for message in tqdm(
-        _read_partition(bus, TopicPartition(name, args.partition, begin), args.end), desc="export"
-    ):
-        try:
-            records.append(decode_message(bus, message, spec).value)
-        except UndecodableRecord:
-            continue
-        sources.append(f"{message.topic()}:{message.partition()}:{message.offset()}")
+    for source, value in tqdm(read_topic(bus, spec, args.partition, args.start, args.end), desc="export"):
+        records.append(value)
+        sources.append(source)
     with Path(args.output).open("wb") as fh:
         metadata = {_SOURCE: json.dumps(sources)}
         writer(fh, _file_schema(spec.value_schema), records, metadata=metadata, sync_marker=SYNC_MARKER)
-    print(f"wrote {len(records)} {spec.value_schema} records from {name}[{args.partition}] to {args.output}")
+    where = "every partition" if args.partition is None else f"partition {args.partition}"
+    print(f"wrote {len(records)} {spec.value_schema} records ({where}) to {args.output}")
     return 0
 
 
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, helptext in (("export", "a topic range to an Avro file"), ("engine", "run the engine")):
         cmd = sub.add_parser(name, help=helptext)
         cmd.add_argument("--topic", default="matcher.commands")
-        cmd.add_argument("--partition", type=int, default=0)
+        cmd.add_argument("--partition", type=int, default=None, help="default: every partition in turn")
         cmd.add_argument("--start", type=int, default=0, help="first offset (default: the beginning)")
         cmd.add_argument("--end", type=int, default=None, help="stop before this offset (default: the end)")
         cmd.add_argument("--output", required=True)

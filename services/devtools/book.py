@@ -1,0 +1,140 @@
+"""Talk to the matcher directly through Kafka — a developer's shortcut past the gateway and risk.
+
+    python -m services.devtools.book list BTC-PERP
+    python -m services.devtools.book order 0x1111111111111111111111111111111111111111 sell 0.003 65000.5
+    python -m services.devtools.book order 0x2222222222222222222222222222222222222222 buy 0.005 65001
+    python -m services.devtools.book tail BTC-PERP
+
+Commands go on `matcher.commands` exactly as risk would forward them, so nothing here checks
+collateral: it exists to see the book and the trade log work before the gateway does.
+Prices and sizes are decimals converted exactly to ticks and lots; off-grid values are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+import uuid
+
+from services.common.binding import from_avro, to_avro
+from services.common.bus import Bus, Outbound, TypedProducer
+from services.common.records import (
+    CreateMarket,
+    MarketDefinition,
+    MarketKind,
+    MarketStatus,
+    MatcherCommand,
+    OrderType,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+    TradeLogEvent,
+)
+from services.common.settings import get_settings
+from services.common.topics import MATCHER_COMMANDS, TRADE_LOG
+from services.replay.cli import read_topic
+
+E9 = 1_000_000_000
+_DECIMAL = re.compile(r"^(\d+)(?:\.(\d{1,9}))?$")
+
+PRESETS = {
+    # tick 0.1 USDC, lot 0.001 BTC: one tick on one lot = 0.0001 USDC = 100 micro-USDC
+    "BTC-PERP": ("BTC", MarketKind.PERPETUAL, 100_000_000, 1_000_000, 100),
+    # tick 0.01 USDC, lot 0.01 ETH: 0.0001 USDC = 100 micro-USDC
+    "ETH-PERP": ("ETH", MarketKind.PERPETUAL, 10_000_000, 10_000_000, 100),
+}
+
+
+def to_units(text: str, unit_e9: int, what: str) -> int:
+    """`text` (a decimal) as a whole number of `unit_e9`/1e9 units; refuses anything off the grid."""
+    match = _DECIMAL.match(text)
+    if not match:
+        raise ValueError(f"{what} {text!r} is not a positive decimal")
+    scaled = int(match[1]) * E9 + int((match[2] or "").ljust(9, "0"))
+    units, remainder = divmod(scaled, unit_e9)
+    if remainder or units <= 0:
+        raise ValueError(f"{what} {text} is not a positive multiple of {unit_e9 / E9:g}")
+    return units
+
+
+def definition(symbol: str) -> MarketDefinition:
+    base, kind, tick_e9, lot_e9, qptl = PRESETS[symbol]
+    return MarketDefinition(
+        market=symbol, kind=kind, base_asset=base, quote_per_tick_lot=qptl, tick_size_e9=tick_e9,
+        lot_size_e9=lot_e9, min_size=1, maker_fee_bps=50, taker_fee_bps=50, status=MarketStatus.ACTIVE,
+        index_symbol=f"{base}-USD",
+    )  # fmt: skip
+
+
+def _send(bus: Bus, command: MatcherCommand) -> None:
+    producer = TypedProducer(bus)
+    producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+    producer.flush()
+
+
+def _command(market: str, trader: str | None, body: PlaceOrder | CreateMarket) -> MatcherCommand:
+    return MatcherCommand(
+        command_id=str(uuid.uuid4()), market=market, trader=trader, ts_init=time.time_ns() // 1000, body=body
+    )
+
+
+def cmd_list(bus: Bus, args: argparse.Namespace) -> None:
+    _send(bus, _command(args.market, None, CreateMarket(definition=definition(args.market))))
+    print(f"sent: list {args.market}")
+
+
+def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
+    market = definition(args.market)
+    price = to_units(args.price, market.tick_size_e9, "price")
+    size = to_units(args.size, market.lot_size_e9, "size")
+    order_id = str(uuid.uuid4())
+    body = PlaceOrder(
+        market=args.market, order_id=order_id, client_order_id=f"dev-{order_id[:8]}",
+        side=Side(args.side.upper()), order_type=OrderType.LIMIT, price=price, size=size,
+        time_in_force=TimeInForce.GTC, nonce=time.time_ns() // 1_000_000, signature=b"",
+    )  # fmt: skip
+    _send(bus, _command(args.market, args.trader.lower(), body))
+    print(f"sent: {args.side} {size} lots @ {price} ticks on {args.market} (order {order_id})")
+
+
+def cmd_tail(bus: Bus, args: argparse.Namespace) -> None:
+    for _, value in read_topic(bus, TRADE_LOG, None, 0, None):
+        event: TradeLogEvent = from_avro(TradeLogEvent, value)
+        if event.market == args.market:
+            fields = to_avro(event.body)
+            shown = ", ".join(
+                f"{k}={v}" for k, v in fields.items() if k != "definition" and v not in (None, "")
+            )
+            print(f"{event.seq:>6}  {type(event.body).__name__:<20} {shown}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.devtools.book", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="list a preset market")
+    listing.add_argument("market", choices=sorted(PRESETS))
+    listing.set_defaults(run=cmd_list)
+    order = sub.add_parser("order", help="place a GTC limit order")
+    order.add_argument("trader")
+    order.add_argument("side", choices=["buy", "sell"])
+    order.add_argument("size", help="in base units, e.g. 0.003")
+    order.add_argument("price", help="in USDC, e.g. 65000.5")
+    order.add_argument("--market", default="BTC-PERP", choices=sorted(PRESETS))
+    order.set_defaults(run=cmd_order)
+    tail = sub.add_parser("tail", help="print a market's trade log")
+    tail.add_argument("market", choices=sorted(PRESETS))
+    tail.set_defaults(run=cmd_tail)
+    args = parser.parse_args(argv)
+    try:
+        args.run(Bus(get_settings()), args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
