@@ -1,4 +1,4 @@
-"""docker-compose.yml speaks the same environment contract as the settings module."""
+"""Generated docs and docker-compose.yml agree with the code they describe."""
 
 from pathlib import Path
 
