@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.presets import preset
 from services.common.records import (
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
     CreateMarket,
     MarketDefinition,
-    MarketKind,
     MarketStatus,
     MatcherCommand,
     OrderType,
@@ -53,20 +53,7 @@ def btc_perp(
     *, status: MarketStatus = MarketStatus.ACTIVE, min_size: int = 1, fee_bps: int = 50
 ) -> MarketDefinition:
     """BTC-PERP: tick 0.1 USDC, lot 0.001 BTC, so one tick on one lot is 100 micro-USDC."""
-
-    return MarketDefinition(
-        market="BTC-PERP",
-        kind=MarketKind.PERPETUAL,
-        base_asset="BTC",
-        quote_per_tick_lot=100,
-        tick_size_e9=100_000_000,
-        lot_size_e9=1_000_000,
-        min_size=min_size,
-        maker_fee_bps=fee_bps,
-        taker_fee_bps=fee_bps,
-        status=status,
-        index_symbol="BTC-USD",
-    )
+    return preset("BTC-PERP", status=status, min_size=min_size, fee_bps=fee_bps)
 
 
 def order_id(n: int) -> str:

@@ -20,11 +20,9 @@ import uuid
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
+from services.common.presets import PRESETS, preset
 from services.common.records import (
     CreateMarket,
-    MarketDefinition,
-    MarketKind,
-    MarketStatus,
     MatcherCommand,
     OrderType,
     PlaceOrder,
@@ -39,13 +37,6 @@ from services.replay.cli import read_topic
 E9 = 1_000_000_000
 _DECIMAL = re.compile(r"^(\d+)(?:\.(\d{1,9}))?$")
 
-PRESETS = {
-    # tick 0.1 USDC, lot 0.001 BTC: one tick on one lot = 0.0001 USDC = 100 micro-USDC
-    "BTC-PERP": ("BTC", MarketKind.PERPETUAL, 100_000_000, 1_000_000, 100),
-    # tick 0.01 USDC, lot 0.01 ETH: 0.0001 USDC = 100 micro-USDC
-    "ETH-PERP": ("ETH", MarketKind.PERPETUAL, 10_000_000, 10_000_000, 100),
-}
-
 
 def to_units(text: str, unit_e9: int, what: str) -> int:
     """`text` (a decimal) as a whole number of `unit_e9`/1e9 units; refuses anything off the grid."""
@@ -57,15 +48,6 @@ def to_units(text: str, unit_e9: int, what: str) -> int:
     if remainder or units <= 0:
         raise ValueError(f"{what} {text} is not a positive multiple of {unit_e9 / E9:g}")
     return units
-
-
-def definition(symbol: str) -> MarketDefinition:
-    base, kind, tick_e9, lot_e9, qptl = PRESETS[symbol]
-    return MarketDefinition(
-        market=symbol, kind=kind, base_asset=base, quote_per_tick_lot=qptl, tick_size_e9=tick_e9,
-        lot_size_e9=lot_e9, min_size=1, maker_fee_bps=50, taker_fee_bps=50, status=MarketStatus.ACTIVE,
-        index_symbol=f"{base}-USD",
-    )  # fmt: skip
 
 
 def _send(bus: Bus, command: MatcherCommand) -> None:
@@ -81,12 +63,12 @@ def _command(market: str, trader: str | None, body: PlaceOrder | CreateMarket) -
 
 
 def cmd_list(bus: Bus, args: argparse.Namespace) -> None:
-    _send(bus, _command(args.market, None, CreateMarket(definition=definition(args.market))))
+    _send(bus, _command(args.market, None, CreateMarket(definition=preset(args.market))))
     print(f"sent: list {args.market}")
 
 
 def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
-    market = definition(args.market)
+    market = preset(args.market)
     price = to_units(args.price, market.tick_size_e9, "price")
     size = to_units(args.size, market.lot_size_e9, "size")
     order_id = str(uuid.uuid4())

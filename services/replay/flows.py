@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import random
 
+from services.common.presets import preset
 from services.common.records import (
     CancelOrder,
     CreateMarket,
-    MarketDefinition,
-    MarketKind,
-    MarketStatus,
     MatcherCommand,
     OrderType,
     PlaceOrder,
@@ -22,21 +20,13 @@ MID = 650_000
 START_US = 1_795_392_000_000_000
 
 
-def definition() -> MarketDefinition:
-    return MarketDefinition(
-        market=MARKET, kind=MarketKind.PERPETUAL, base_asset="BTC", quote_per_tick_lot=100,
-        tick_size_e9=100_000_000, lot_size_e9=1_000_000, min_size=1, maker_fee_bps=50, taker_fee_bps=50,
-        status=MarketStatus.ACTIVE, index_symbol="BTC-USD",
-    )  # fmt: skip
-
-
 def realistic_flow(n: int, *, seed: int = 7, traders: int = 200) -> list[MatcherCommand]:
     """`n` commands after the listing: ~60 % passive adds within 20 ticks of the touch, ~25 % cancels
     of live orders, ~10 % crossing limit orders, ~5 % market orders; the mid drifts slowly."""
     rng = random.Random(seed)
     names = [f"0x{i:040x}" for i in range(1, traders + 1)]
     live: list[tuple[str, str]] = []
-    commands = [_wrap(0, None, CreateMarket(definition=definition()))]
+    commands = [_wrap(0, None, CreateMarket(definition=preset(MARKET)))]
     mid = MID
     for i in range(1, n + 1):
         mid += rng.choice((-1, 0, 0, 1))

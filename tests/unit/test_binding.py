@@ -5,9 +5,6 @@ from services.common.binding import from_avro, to_avro
 from services.common.records import (
     CancelAllOrders,
     CreateMarket,
-    MarketDefinition,
-    MarketKind,
-    MarketStatus,
     MatcherCommand,
     OrderType,
     PlaceOrder,
@@ -15,6 +12,7 @@ from services.common.records import (
     TimeInForce,
 )
 from services.common.serde import AvroSerde, ManifestRegistry
+from tests.kit import btc_perp
 
 
 def test_records_py_is_generated_from_the_current_schemas() -> None:
@@ -23,19 +21,7 @@ def test_records_py_is_generated_from_the_current_schemas() -> None:
 
 def test_commands_survive_the_wire_unchanged() -> None:
     serde = AvroSerde(ManifestRegistry(), "MatcherCommand")
-    btc = MarketDefinition(
-        market="BTC-PERP",
-        kind=MarketKind.PERPETUAL,
-        base_asset="BTC",
-        quote_per_tick_lot=100,
-        tick_size_e9=100_000_000,
-        lot_size_e9=1_000_000,
-        min_size=1,
-        maker_fee_bps=50,
-        taker_fee_bps=50,
-        status=MarketStatus.ACTIVE,
-        index_symbol="BTC-USD",
-    )
+    btc = btc_perp()
     commands = [
         MatcherCommand(
             command_id="00000000-0000-7000-8000-000000000001",
