@@ -80,12 +80,16 @@ class Inbound:
 
 @dataclass(frozen=True)
 class Outbound:
-    """A record to produce: the declared topic, its key and its value."""
+    """A record to produce: the declared topic, its key and its value.
+
+    `partition` overrides the key's partition: for broadcasts to every partition of a topic.
+    """
 
     topic: TopicSpec
     key: str
     value: Record
     headers: dict[str, bytes] = field(default_factory=dict)
+    partition: int | None = None
 
 
 Handler = Callable[[Inbound], Iterable[Outbound]]
@@ -154,12 +158,15 @@ def encode_outbound(bus: Bus, out: Outbound, correlation_id: bytes | None = None
     headers = dict(out.headers)
     if correlation_id is not None:
         headers.setdefault(CORRELATION_HEADER, correlation_id)
-    return {
+    produce: dict[str, Any] = {
         "topic": bus.topic(out.topic).name,
         "key": out.key.encode(),
         "value": bus.serde(out.topic).encode(out.value),
         "headers": list(headers.items()),
     }
+    if out.partition is not None:
+        produce["partition"] = out.partition
+    return produce
 
 
 def dead_letter(msg: Message, group_id: str, reason_code: str, reason: str) -> Outbound:

@@ -20,7 +20,14 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message, read_partition
-from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand, TradeLogEvent
+from services.common.records import (
+    EngineSnapshot,
+    MarketCreated,
+    MarketDefinition,
+    MarketStatusChanged,
+    MatcherCommand,
+    TradeLogEvent,
+)
 from services.common.serde import UndecodableRecord
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
 from services.matcher.core.engine import CommandResult, MatchingEngine, export_state, import_state
@@ -36,7 +43,11 @@ class SnapshotMismatch(Exception):
 
 
 def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) -> list[Outbound]:
-    """The records one command produces: each event on trade.log, and on risk.postings for its trader."""
+    """The records one command produces: each event on trade.log, and on risk.postings for its trader.
+
+    Market events (listing, status) concern every trader: they go to every risk.postings
+    partition, so each risk instance sees them in order with that partition's postings.
+    """
     produced = []
     for index, event in enumerate(result.events):
         record = TradeLogEvent(
@@ -52,6 +63,11 @@ def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) ->
         trader = getattr(event, "trader", None)
         if trader:
             produced.append(Outbound(RISK_POSTINGS, key=trader, value=value))
+        elif isinstance(event, MarketCreated | MarketStatusChanged):
+            produced.extend(
+                Outbound(RISK_POSTINGS, key=result.market, value=value, partition=p)
+                for p in range(RISK_POSTINGS.partitions)
+            )
     return produced
 
 

@@ -86,8 +86,9 @@ def test_trade_log_survives_sigkills_exactly(
     assert len(got) == len(expected)
     assert got == expected
     assert len({m.value["event_id"] for m in log}) == len(log)
-    with_trader = sum(1 for _, body in expected if body.get("trader"))
-    assert len(read_all(bus, RISK_POSTINGS, expect=with_trader, timeout_s=60)) == with_trader
+    # The listing is broadcast to every risk partition; everything else goes to its trader's.
+    postings = sum(1 for _, body in expected if body.get("trader")) + RISK_POSTINGS.partitions
+    assert len(read_all(bus, RISK_POSTINGS, expect=postings, timeout_s=60)) == postings
     assert read_all(bus, MATCHER_SNAPSHOTS, expect=1), "snapshots were taken"
     # And replaying the command topic offline reproduces the live log record for record, ids included.
     _, replayed = replay_engine(read_topic_commands(bus, MATCHER_COMMANDS, None, 0, None))
