@@ -392,3 +392,20 @@ def test_exported_state_imports_to_an_engine_that_behaves_identically() -> None:
     assert restored.state_hash() == original.state_hash()
     assert [restored.apply(c) for c in future] == [original.apply(c) for c in future]
     assert restored.state_hash() == original.state_hash()
+
+
+def test_best_price_stays_right_after_many_price_levels_come_and_go(market: Market) -> None:
+    # State: 200 bids at 200 distinct prices, all cancelled but the worst; new levels keep coming.
+    # (Emptied levels are cleaned lazily; past a threshold the price heap is rebuilt.)
+    for n in range(200):
+        market.place(ALICE, BUY, 1, 1_000 + n)
+    for n in range(1, 200):
+        market.apply(market.commands.cancel(ALICE, order_id(2 + n)))
+    assert market.book.best_price(BUY) == 1_000
+    # Action: a few new levels, better and worse.
+    market.place(BOB, BUY, 1, 1_050)
+    market.place(BOB, BUY, 1, 999)
+    # Expectation: the best bid is the best live price, and a seller trades there first.
+    assert market.book.best_price(BUY) == 1_050
+    trade = next(e for e in market.place(CAROL, SELL, 1, 1) if isinstance(e, TradeExecuted))
+    assert (trade.maker_trader, trade.price) == (BOB, 1_050)
