@@ -40,7 +40,6 @@ from confluent_kafka import (
 )
 
 from services.common.failpoints import failpoint
-from services.common.schemas import SchemaError
 from services.common.serde import AvroSerde, Record, SchemaRegistry, UndecodableRecord, registry_for
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
@@ -454,7 +453,6 @@ __all__ = [
     "InvalidRecord",
     "Outbound",
     "ProjectionConsumer",
-    "SchemaError",
     "TransactionalProcessor",
     "TypedProducer",
     "read_partition",
