@@ -15,6 +15,7 @@ restarted process — same transactional id, so the old one is fenced — sees t
 Services whose handler holds state pass `on_assign`: it is called with the committed offset of
 every partition the process is given — at assignment, and again after an aborted transaction —
 and must bring the state to exactly those offsets (load a snapshot, replay the rest).
+`on_batch_end` adds records once per batch, inside its transaction (e.g. a state changelog).
 """
 
 from __future__ import annotations
@@ -247,12 +248,14 @@ class TransactionalProcessor:
         transactional_id: str,
         on_assign: Callable[[dict[tuple[str, int], int | None]], None] | None = None,
         on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+        on_batch_end: Callable[[], Iterable[Outbound]] | None = None,
     ) -> None:
         self.bus = bus
         self.group_id = group_id
         self.handler = handler
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_batch_end = on_batch_end
         self.batch_max = bus.settings.batch_max_messages
         self.batch_timeout_s = bus.settings.batch_timeout_ms / 1000
         self._inputs = {bus.topic(s).name: s for s in inputs}
@@ -302,6 +305,9 @@ class TransactionalProcessor:
             for out in self._outputs_for(msg):
                 self._producer.produce(**out)
             next_offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        if self._on_batch_end is not None:  # e.g. a changelog of the state the batch changed
+            for extra in self._on_batch_end():
+                self._producer.produce(**encode_outbound(self.bus, extra))
         failpoint("bus.before_commit")
         self._producer.send_offsets_to_transaction(
             [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],

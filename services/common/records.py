@@ -127,6 +127,108 @@ class OrderRejected:
 
 
 @record
+class BalanceChanged:
+    """Event (risk): a trader's USDC buckets changed; values after the change, micro-USDC."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    free: int
+    """Micro-USDC available for new orders and withdrawals."""
+    reserved: int
+    """Micro-USDC held for open orders."""
+    withdrawing: int
+    """Micro-USDC held for requested withdrawals until settlement pays them."""
+    locked: int
+    """Micro-USDC locked as collateral of positions (perpetual, future, option writer), all markets."""
+    delta_free: int
+    """Change of free in this step, micro-USDC."""
+    reason: str
+    """What caused it: DEPOSIT, SYNTH_DEPOSIT, ORDER_PLACED, AMEND_REQUESTED, WITHDRAWAL_REQUESTED, WITHDRAWAL_PAID, WITHDRAWAL_FAILED, ORDER_FILLED, ORDER_CANCELLED, ORDER_REJECTED, ORDER_AMENDED."""
+    ref: str
+    """The order id, withdrawal id or deposit id that caused it."""
+
+
+@record
+class InventoryChanged:
+    """Event (risk): a trader's synth holdings on a spot market changed; lots, after the change."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    held: int
+    """Lots free to sell or withdraw."""
+    reserved: int
+    """Lots held for open sell orders."""
+    delta_held: int
+    """Change of held in this step, lots."""
+    reason: str
+    """What caused it: DEPOSIT, SYNTH_DEPOSIT, ORDER_PLACED, AMEND_REQUESTED, WITHDRAWAL_REQUESTED, WITHDRAWAL_PAID, WITHDRAWAL_FAILED, ORDER_FILLED, ORDER_CANCELLED, ORDER_REJECTED, ORDER_AMENDED."""
+    ref: str
+    """The order id or deposit id that caused it."""
+
+
+@record
+class PositionChanged:
+    """Event (risk): a fill changed a perpetual, future or option position; values after the fill."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    order_id: str
+    """Venue order id of the order that filled."""
+    trade_id: int
+    """Trade id of the fill (per market, from the matcher)."""
+    size: int
+    """Signed lots: > 0 long, < 0 short."""
+    delta_size: int
+    """Change of size by this fill, signed lots."""
+    basis: int
+    """Entry value of the open lots, micro-USDC: notional (perpetual/future) or premium (option)."""
+    collateral: int
+    """Micro-USDC locked for the position (0 for a long option)."""
+    realized_pnl: int
+    """Cumulative realized PnL on this market, micro-USDC."""
+    last_px: int
+    """Price of the fill in ticks."""
+
+
+@record
+class InsuranceDrawn:
+    """Event (risk, a flag): the INSURANCE account paid micro-USDC that a trader could not."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    order_id: str
+    """Venue order id of the order that filled."""
+    trade_id: int
+    """Trade id of the fill (per market, from the matcher)."""
+    amount: int
+    """Micro-USDC paid by INSURANCE."""
+    reason: str
+    """LOSS_BEYOND_COLLATERAL (a position closed at a loss beyond its collateral) or FILL_NOT_COVERED (a fee or premium beyond the reservation and free balance)."""
+
+
+@record
+class PositionUnderCollateralized:
+    """Event (risk, a flag): a fill opened exposure whose collateral the trader could not fully fund."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    order_id: str
+    """Venue order id of the order that filled."""
+    trade_id: int
+    """Trade id of the fill (per market, from the matcher)."""
+    shortfall: int
+    """Micro-USDC of collateral missing."""
+
+
+@record
 class AccountEvent:
     """An event on a trader's account (topic accounts.events, keyed by trader)."""
 
@@ -136,7 +238,7 @@ class AccountEvent:
     """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
     ts_event: int
     """When the event happened (command or block time)."""
-    body: DepositConfirmed | WithdrawalRequested | OrderRejected
+    body: DepositConfirmed | WithdrawalRequested | OrderRejected | BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized
     """The event."""
 
 
@@ -492,6 +594,18 @@ class RequestWithdrawal:
     """The signature is void after this instant."""
     signature: bytes
     """EIP-712 signature the gateway verified."""
+
+
+@record
+class RiskStateRecord:
+    """The risk service's state for one key of one partition (topic risk.changelog, compacted): a trader's ledger, or the partition-global state under ~partition:<p>. Written in the same transaction as the outputs and input offsets it reflects; recovery reads the partition to its end, last value per key."""
+
+    key: str
+    """A trader address, or ~partition:<p> for the partition-global state (markets, exchange accounts, totals, dedupe sets)."""
+    codec: str
+    """How payload is encoded; json-zlib-1 = zlib-compressed UTF-8 JSON."""
+    payload: bytes
+    """The encoded state (services/risk/core/state.py export format)."""
 
 
 @record

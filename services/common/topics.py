@@ -7,6 +7,7 @@ The pipeline (exchange-core calls it R1 → ME → R2):
     matcher ──risk.postings (by trader)──▶ risk (post-trade: fills, fees, releases)
     chain watcher / dev credit ──accounts.events (by trader)──▶ risk, projectors
     matcher ──matcher.snapshots (by input partition, compacted)──▶ matcher on restart
+    risk ──risk.changelog (by trader, compacted)──▶ risk on restart
     any consumer ──dead.letters (by source topic)──▶ operators
 
 `orders.commands` and `risk.postings` are co-partitioned (same key, same partition count), so the
@@ -107,6 +108,15 @@ MATCHER_SNAPSHOTS = TopicSpec(
     "Book snapshots with the input offset they cover; latest per partition kept (compacted).",
     cleanup_policy="compact",
 )
+RISK_CHANGELOG = TopicSpec(
+    "risk.changelog",
+    TRADER_PARTITIONS,
+    "trader address, or ~partition:<p>",
+    "RiskStateRecord",
+    FOREVER,
+    "Risk state per trader and per partition after each transaction; partition p restores input p.",
+    cleanup_policy="compact",
+)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
     1,
@@ -123,6 +133,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     RISK_POSTINGS,
     ACCOUNTS_EVENTS,
     MATCHER_SNAPSHOTS,
+    RISK_CHANGELOG,
     DEAD_LETTERS,
 )
 

@@ -132,10 +132,9 @@ class RiskEngine:
         if deposit.amount <= 0:
             raise InvalidRiskInput(f"deposit of {deposit.amount} micro-USDC")
         deposit_id = f"{deposit.chain_id}:{deposit.tx_hash}:{deposit.log_index}"
-        if deposit_id in self.ledger.deposit_ids:
-            return []
         self._begin(trader)
-        self.ledger.deposit_ids.add(deposit_id)
+        if not self.ledger.record_deposit(trader, deposit_id):
+            return []
         self.ledger.account(trader).free += deposit.amount
         self.ledger.deposited += deposit.amount
         return self._changes(ChangeReason.DEPOSIT, deposit_id)
@@ -152,10 +151,9 @@ class RiskEngine:
         if known is None or known.definition.kind is not MarketKind.SPOT or lots <= 0:
             raise InvalidRiskInput(f"synth deposit of {lots} lots on {market}")
         key = f"synth:{deposit_id}"
-        if key in self.ledger.deposit_ids:
-            return []
         self._begin(trader, market)
-        self.ledger.deposit_ids.add(key)
+        if not self.ledger.record_deposit(trader, key):
+            return []
         self.ledger.holding(trader, market).held += lots
         self.ledger.synth_supply[market] = self.ledger.synth_supply.get(market, 0) + lots
         return self._changes(ChangeReason.SYNTH_DEPOSIT, deposit_id)

@@ -1,6 +1,7 @@
 """Events risk emits for traders to see (balance, inventory and position changes, and shortfalls).
 
-There are no Avro schemas for them yet: they are plain frozen dataclasses named in past tense.
+Plain frozen dataclasses named in past tense, so the core needs no serde; the service publishes
+them as the `AccountEvent` branches of the same names.
 Amounts are integers: micro-USDC for money, lots for sizes. Every event carries the state *after*
 the change (so a projection can upsert it) and, where useful, the change itself.
 """

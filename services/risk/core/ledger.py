@@ -138,6 +138,9 @@ class Ledger:
         self.deposited = 0
         self.withdrawn = 0
         self.deposit_ids: set[str] = set()
+        """Every deposit credited (USDC and synth), to ignore redeliveries."""
+        self.trader_deposit_ids: dict[str, list[str]] = {}
+        """The same ids by the trader credited (so each trader's state carries its own)."""
 
     # -- access --------------------------------------------------------------------------------
 
@@ -158,6 +161,14 @@ class Ledger:
         if holding is None:
             holding = self.holdings[(trader, market)] = Holding()
         return holding
+
+    def record_deposit(self, trader: str, deposit_id: str) -> bool:
+        """Remember a deposit credited to `trader`; False if it was credited before."""
+        if deposit_id in self.deposit_ids:
+            return False
+        self.deposit_ids.add(deposit_id)
+        self.trader_deposit_ids.setdefault(trader, []).append(deposit_id)
+        return True
 
     def free_usdc(self, trader: str) -> int:
         account = self.accounts.get(trader)
@@ -272,6 +283,10 @@ class Ledger:
             _check(all(a > 0 for a in account.withdrawals.values()), f"{trader}: empty withdrawal")
             total += account.free + account.reserved + account.withdrawing + account.locked
         _check(set(locked) <= set(self.accounts), "a position without an account")
+        _check(
+            sum(len(ids) for ids in self.trader_deposit_ids.values()) == len(self.deposit_ids),
+            "deposit ids out of step with their traders",
+        )
         _check(self.fees >= 0, f"FEES is negative: {self.fees}")
         total += self.fees + self.clearing + self.insurance
         _check(

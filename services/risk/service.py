@@ -1,0 +1,284 @@
+"""Risk service: orders.commands + risk.postings + accounts.events → risk core → outputs, exactly once.
+
+Inputs, all keyed by trader and co-partitioned, so partition p of each lands on one process and
+one `RiskEngine` per partition number serves all three:
+
+* `orders.commands` (TraderCommand, pre-trade): forwarded `MatcherCommand`s go to matcher.commands
+  (keyed by market); refusals (`OrderRejected`) and `WithdrawalRequested` to accounts.events;
+* `risk.postings` (TradeLogEvent, post-trade; market listings and status changes arrive on every
+  partition);
+* `accounts.events` (AccountEvent): deposits are credited; risk's own outputs read back change nothing.
+
+Every balance, inventory and position change, and every shortfall flag, goes to accounts.events as
+an `AccountEvent` (event ids derived from the input position).
+
+**State: a changelog, not a replay.** The three inputs' interleaving is not recorded by Kafka, so
+replaying them could rebuild a different state than the one whose outputs were committed. Instead,
+every transaction also writes to the compacted `risk.changelog`, partition p, the full state after
+the batch of every trader the batch touched, and the partition-global state (markets, exchange
+accounts, totals, dedupe sets) under `~partition:<p>`. Recovery (start, rebalance, aborted
+transaction) reads changelog partition p to its end — last value per key — and imports it: exactly
+the state the committed offsets correspond to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from services.common import records
+from services.common.binding import from_avro, to_avro
+from services.common.bus import (
+    Bus,
+    Inbound,
+    InvalidRecord,
+    Outbound,
+    TransactionalProcessor,
+    decode_message,
+)
+from services.common.records import (
+    AccountEvent,
+    DepositConfirmed,
+    RiskStateRecord,
+    TradeLogEvent,
+    TraderCommand,
+)
+from services.common.topics import (
+    ACCOUNTS_EVENTS,
+    MATCHER_COMMANDS,
+    ORDERS_COMMANDS,
+    RISK_CHANGELOG,
+    RISK_POSTINGS,
+)
+from services.risk.core import InvalidRiskInput, RiskEngine, RiskEvent
+from services.risk.core import events as core_events
+from services.risk.core.state import export_partition, export_trader, import_state
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "risk"
+CODEC = "json-zlib-1"
+PARTITION_KEY = "~partition:{}"
+"""Changelog key of a partition's global state (`~` sorts after every 0x address)."""
+
+AccountBody = (
+    records.OrderRejected
+    | records.WithdrawalRequested
+    | records.BalanceChanged
+    | records.InventoryChanged
+    | records.PositionChanged
+    | records.InsuranceDrawn
+    | records.PositionUnderCollateralized
+)
+
+_EVENT_RECORDS: dict[type[Any], type[Any]] = {
+    core_events.BalanceChanged: records.BalanceChanged,
+    core_events.InventoryChanged: records.InventoryChanged,
+    core_events.PositionChanged: records.PositionChanged,
+    core_events.InsuranceDrawn: records.InsuranceDrawn,
+    core_events.PositionUnderCollateralized: records.PositionUnderCollateralized,
+}
+
+
+def event_record(event: RiskEvent) -> AccountBody:
+    """The Avro record (an `AccountEvent` body) for one of the core's events."""
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    if "reason" in fields:
+        fields["reason"] = str(fields["reason"])
+    record: AccountBody = _EVENT_RECORDS[type(event)](**fields)
+    return record
+
+
+def encode_payload(state: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+
+
+def decode_payload(codec: str, payload: bytes) -> dict[str, Any]:
+    if codec != CODEC:
+        raise ValueError(f"unknown risk state codec {codec!r}")
+    state: dict[str, Any] = json.loads(zlib.decompress(payload))
+    return state
+
+
+class RiskService:
+    """The risk process: one engine per assigned partition, wired to the transactional loop."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.engines: dict[int, RiskEngine] = {}
+        self._dirty_traders: dict[int, set[str]] = {}
+        self._dirty_partitions: set[int] = set()
+        self._kinds = {
+            bus.topic(ORDERS_COMMANDS).name: "command",
+            bus.topic(RISK_POSTINGS).name: "posting",
+            bus.topic(ACCOUNTS_EVENTS).name: "account",
+        }
+        self.processor = TransactionalProcessor(
+            bus,
+            group_id=GROUP_ID,
+            inputs=[ORDERS_COMMANDS, RISK_POSTINGS, ACCOUNTS_EVENTS],
+            handler=self.handle,
+            transactional_id=f"{bus.settings.topic_prefix}risk-{bus.settings.instance_id}",
+            on_assign=self.recover,
+            on_revoke=self.forget,
+            on_batch_end=self.changelog,
+        )
+        bus.serde(RISK_CHANGELOG)
+        bus.serde(MATCHER_COMMANDS)
+
+    def run(self, stop: threading.Event) -> None:
+        self.processor.run(stop)
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def handle(self, message: Inbound) -> list[Outbound]:
+        """Apply one input to its partition's engine; returns what it produces."""
+        engine = self.engines[message.partition]
+        try:
+            kind = self._kinds[message.topic]
+            if kind == "command":
+                return self._command(engine, message)
+            if kind == "posting":
+                return self._posting(engine, message)
+            return self._account_event(engine, message)
+        except InvalidRiskInput as exc:
+            raise InvalidRecord(str(exc)) from exc
+
+    def _command(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
+        command: TraderCommand = from_avro(TraderCommand, message.value)
+        self._touch(message.partition, command.trader)
+        result = engine.apply_command(command)
+        produced = [Outbound(MATCHER_COMMANDS, key=f.market, value=to_avro(f)) for f in result.forward]
+        bodies: list[tuple[str, AccountBody]] = [(command.trader, b) for b in result.account_events]
+        bodies += [(e.trader, event_record(e)) for e in result.events]
+        return produced + _account_events(message, command.ts_init, bodies)
+
+    def _posting(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
+        posting: TradeLogEvent = from_avro(TradeLogEvent, message.value)
+        trader = getattr(posting.body, "trader", None)
+        self._touch(message.partition, trader if isinstance(trader, str) else None, partition_state=True)
+        events = engine.apply_posting(posting)
+        return _account_events(message, posting.ts_event, [(e.trader, event_record(e)) for e in events])
+
+    def _account_event(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
+        event: AccountEvent = from_avro(AccountEvent, message.value)
+        if not isinstance(event.body, DepositConfirmed):
+            return []  # risk's own outputs, read back: they change nothing
+        self._touch(message.partition, event.trader, partition_state=True)
+        events = engine.apply_account_event(event)
+        return _account_events(message, event.ts_event, [(e.trader, event_record(e)) for e in events])
+
+    def _touch(self, partition: int, trader: str | None, *, partition_state: bool = False) -> None:
+        """Mark what the current batch changes, before changing it (a failing input may still
+        have changed something the next inputs build on)."""
+        if trader:
+            self._dirty_traders.setdefault(partition, set()).add(trader)
+        if partition_state:
+            self._dirty_partitions.add(partition)
+
+    def changelog(self) -> list[Outbound]:
+        """The changelog records of the batch: each touched trader's state, then each touched
+        partition's global state, on the changelog partition of their input partition."""
+        produced = []
+        for partition, traders in sorted(self._dirty_traders.items()):
+            engine = self.engines[partition]
+            for trader in sorted(traders):
+                produced.append(_state_record(partition, trader, export_trader(engine, trader)))
+        for partition in sorted(self._dirty_partitions):
+            state = export_partition(self.engines[partition])
+            produced.append(_state_record(partition, PARTITION_KEY.format(partition), state))
+        self._dirty_traders.clear()
+        self._dirty_partitions.clear()
+        return produced
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self, committed: dict[tuple[str, int], int | None]) -> None:
+        """Rebuild each assigned partition's engine from its changelog partition."""
+        partitions = sorted({partition for _, partition in committed})
+        self.engines.update(rebuild(self.bus, partitions))
+        for partition in partitions:
+            self._dirty_traders.pop(partition, None)
+            self._dirty_partitions.discard(partition)
+
+    def forget(self, partitions: list[tuple[str, int]]) -> None:
+        for _, partition in partitions:
+            self.engines.pop(partition, None)
+            self._dirty_traders.pop(partition, None)
+            self._dirty_partitions.discard(partition)
+
+
+def _account_events(
+    message: Inbound, ts_event: int, bodies: Iterable[tuple[str, AccountBody]]
+) -> list[Outbound]:
+    """(trader, body) pairs as AccountEvents on accounts.events, keyed by trader, ids from the input."""
+    produced = []
+    for index, (trader, body) in enumerate(bodies):
+        event = AccountEvent(event_id=message.event_id(index), trader=trader, ts_event=ts_event, body=body)
+        produced.append(Outbound(ACCOUNTS_EVENTS, key=trader, value=to_avro(event)))
+    return produced
+
+
+def _state_record(partition: int, key: str, state: dict[str, Any]) -> Outbound:
+    record = RiskStateRecord(key=key, codec=CODEC, payload=encode_payload(state))
+    return Outbound(RISK_CHANGELOG, key=key, value=to_avro(record), partition=partition)
+
+
+def read_changelog(bus: Bus, partitions: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """The latest committed state per key of each changelog partition in `partitions`.
+
+    One read_committed consumer reads them all from the beginning to their end (their last stable
+    offset: our own transactions are settled, since the producer was initialised before)."""
+    name = bus.topic(RISK_CHANGELOG).name
+    latest: dict[int, dict[bytes, Message]] = {p: {} for p in partitions}
+    consumer = Consumer(bus.consumer_config("changelog-reader") | {"enable.partition.eof": True})
+    try:
+        pending = set()
+        for partition in latest:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            if high > low:
+                pending.add(partition)
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in sorted(pending)])
+        while pending:
+            message = consumer.poll(10)
+            if message is None:
+                raise TimeoutError(f"no end of {name} partitions {sorted(pending)} within 10 s")
+            error = message.error()
+            if error is None:
+                latest[message.partition() or 0][message.key() or b""] = message
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition() or 0)
+            else:
+                raise RuntimeError(f"reading {name}: {error}")
+    finally:
+        consumer.close()
+    states: dict[int, dict[str, dict[str, Any]]] = {}
+    for partition, messages in latest.items():
+        states[partition] = {}
+        for message in messages.values():
+            value = decode_message(bus, message, RISK_CHANGELOG).value
+            record: RiskStateRecord = from_avro(RiskStateRecord, value)
+            states[partition][record.key] = decode_payload(record.codec, record.payload)
+    return states
+
+
+def rebuild(bus: Bus, partitions: Iterable[int]) -> dict[int, RiskEngine]:
+    """The engine of each input partition in `partitions` as of its last committed transaction."""
+    engines = {}
+    for partition, states in read_changelog(bus, partitions).items():
+        global_state = states.pop(PARTITION_KEY.format(partition), None)
+        engine = import_state(global_state, states.values())
+        engine.validate()
+        engines[partition] = engine
+        log.info(
+            "risk partition %s recovered from the changelog: %d traders, state %s",
+            partition, len(states), engine.state_hash(),
+        )  # fmt: skip
+    return engines

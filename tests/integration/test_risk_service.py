@@ -1,0 +1,376 @@
+"""The risk service through Kafka, with the real matcher: pre-trade, post-trade, and SIGKILLs.
+
+The matcher runs in this process (a thread); risk runs in-process for the scenario and as a
+subprocess (`tests.integration.run_risk`) for the crash test, where it is SIGKILLed mid-flow.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from services.common.binding import to_avro
+from services.common.bus import Bus, Inbound, Outbound, TypedProducer, decode_message
+from services.common.codes import RiskReject
+from services.common.records import (
+    CancelOrder,
+    MarketKind,
+    OrderType,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+    TraderCommand,
+)
+from services.common.settings import REPO_ROOT, Settings
+from services.common.topics import (
+    ACCOUNTS_EVENTS,
+    MATCHER_COMMANDS,
+    ORDERS_COMMANDS,
+    TRADE_LOG,
+    TRADER_PARTITIONS,
+    TopicSpec,
+)
+from services.matcher.service import MatcherService
+from services.risk.core import RiskEngine
+from services.risk.service import RiskService, rebuild
+from tests.integration.readback import log_end, wait_for_growth
+from tests.kit import ALICE, BOB, TS_2026_11_23, Commands, deposit_event, order_id, trader_address
+
+USDC = 1_000_000
+PRICE = 650_000
+"""65,000.0 USDC in BTC-PERP ticks; one lot (0.001 BTC) is worth 65 USDC there."""
+BALANCE = "exchange.cxpt.BalanceChanged"
+POSITION = "exchange.cxpt.PositionChanged"
+REJECTED = "exchange.cxpt.OrderRejected"
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+
+class Tail:
+    """Every committed record of a topic, read from the beginning as they arrive."""
+
+    def __init__(self, bus: Bus, spec: TopicSpec) -> None:
+        self.bus, self.spec = bus, spec
+        self.records: list[Inbound] = []
+        self._consumer = Consumer(bus.consumer_config(f"tail-{uuid.uuid4().hex}"))
+        name = bus.topic(spec).name
+        self._consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
+
+    def until(self, done: Callable[[list[Inbound]], bool], timeout_s: float = 30) -> list[Inbound]:
+        deadline = time.monotonic() + timeout_s
+        while not done(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.spec.name}: condition not met in {timeout_s} s")
+            for message in self._consumer.consume(500, 0.2):
+                if message.error() is None:
+                    self.records.append(decode_message(self.bus, message, self.spec))
+        return self.records
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _read_to_end(bus: Bus, spec: TopicSpec) -> list[Inbound]:
+    """Every committed record of `spec` up to the current end of each partition."""
+    name = bus.topic(spec).name
+    consumer = Consumer(bus.consumer_config(f"tail-{uuid.uuid4().hex}") | {"enable.partition.eof": True})
+    found: list[Inbound] = []
+    try:
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
+        pending = set(range(spec.partitions))
+        while pending:
+            message = consumer.poll(10)
+            assert message is not None, f"{name}: no end in sight"
+            error = message.error()
+            if error is None:
+                found.append(decode_message(bus, message, spec))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition() or 0)
+    finally:
+        consumer.close()
+    return found
+
+
+@contextmanager
+def running(service: MatcherService | RiskService) -> Iterator[None]:
+    """`service` processing in a thread of this process until the block ends."""
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _send(bus: Bus, items: list[tuple[TopicSpec, str, dict[str, Any]]]) -> None:
+    producer = TypedProducer(bus)
+    for spec, key, value in items:
+        producer.send(Outbound(spec, key=key, value=value))
+    producer.flush()
+
+
+def _command(trader: str, n: int, body: PlaceOrder | CancelOrder) -> tuple[TopicSpec, str, dict[str, Any]]:
+    command = TraderCommand(
+        command_id=order_id(5_000_000 + n), trader=trader, ts_init=TS_2026_11_23 + n * 1_000, body=body
+    )
+    return ORDERS_COMMANDS, trader, to_avro(command)
+
+
+def _place(
+    trader: str, n: int, side: Side, size: int, price: int, **options: Any
+) -> tuple[TopicSpec, str, dict[str, Any]]:
+    fields: dict[str, Any] = {
+        "market": "BTC-PERP",
+        "order_id": order_id(n),
+        "client_order_id": f"c{n}",
+        "side": side,
+        "order_type": OrderType.LIMIT,
+        "price": price,
+        "size": size,
+        "time_in_force": TimeInForce.GTC,
+        "nonce": n,
+        "signature": b"",
+    } | options
+    return _command(trader, n, PlaceOrder(**fields))
+
+
+def _deposit(trader: str, usdc: int, n: int) -> tuple[TopicSpec, str, dict[str, Any]]:
+    return ACCOUNTS_EVENTS, trader, deposit_event(trader=trader, amount=usdc * USDC, n=n)
+
+
+def _list_btc_perp(bus: Bus) -> None:
+    create = Commands().create()
+    _send(bus, [(MATCHER_COMMANDS, create.market, to_avro(create))])
+
+
+def _holder(engines: dict[int, RiskEngine], trader: str) -> RiskEngine:
+    """The engine (partition) holding `trader`'s account."""
+    return next(e for e in engines.values() if trader in e.ledger.accounts)
+
+
+def _listed_and_credited(engines: dict[int, RiskEngine], traders: list[str]) -> bool:
+    """BTC-PERP known to every partition, and every trader credited somewhere."""
+    return all("BTC-PERP" in e.markets for e in engines.values()) and all(
+        any(e.ledger.free_usdc(t) > 0 for e in engines.values()) for t in traders
+    )
+
+
+def _wait_for_state(
+    bus: Bus, check: Callable[[dict[int, RiskEngine]], bool], timeout_s: float = 30
+) -> dict[int, RiskEngine]:
+    """Poll the committed risk state (rebuilt from the changelog) until `check` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        engines = rebuild(bus, range(TRADER_PARTITIONS))
+        if check(engines):
+            return engines
+        if time.monotonic() > deadline:
+            raise TimeoutError("the risk state did not reach the expected point")
+        time.sleep(0.3)
+
+
+def _body(record: Inbound) -> tuple[str, dict[str, Any]]:
+    name, body = record.value["body"]
+    return name, body
+
+
+# -- the scenario ---------------------------------------------------------------------------------
+
+
+def test_orders_pass_risk_trade_and_come_back_as_balances_and_positions(bus: Bus, settings: Settings) -> None:
+    accounts, trades = Tail(bus, ACCOUNTS_EVENTS), Tail(bus, TRADE_LOG)
+    with running(MatcherService(Bus(settings))), running(RiskService(Bus(settings))):
+        # State: BTC-PERP listed through the matcher, Alice and Bob credited 1,000 USDC each.
+        _list_btc_perp(bus)
+        _send(bus, [_deposit(ALICE, 1_000, 1), _deposit(BOB, 1_000, 2)])
+        _wait_for_state(bus, lambda e: _listed_and_credited(e, [ALICE, BOB]))
+        # Action: Bob rests a sell of 3 lots; Alice buys 5 through it; Alice tries 100 lots (6,500
+        # USDC), Bob an order on a market that does not exist.
+        _send(bus, [_place(BOB, 1, Side.SELL, 3, PRICE)])
+        trades.until(lambda r: any(_body(m)[0].endswith("OrderRested") for m in r))
+        _send(
+            bus,
+            [
+                _place(ALICE, 2, Side.BUY, 5, PRICE + 10),
+                _place(ALICE, 3, Side.BUY, 100, PRICE),
+                _place(BOB, 4, Side.SELL, 1, PRICE, market="ETH-PERP"),
+            ],
+        )
+        # Expectation: the good orders traded 3 lots at Bob's price, 2 rest.
+        log = trades.until(lambda r: sum(_body(m)[0].endswith("OrderRested") for m in r) >= 2)
+        executed = [b for n, b in map(_body, log) if n.endswith("TradeExecuted")]
+        assert [(t["price"], t["size"]) for t in executed] == [(PRICE, 3)]
+        # The bad ones are refused on accounts.events with their codes.
+        events = accounts.until(lambda r: sum(_body(m)[0] == REJECTED for m in r) >= 2)
+        rejections = {b["order_id"]: b["reason_code"] for n, b in map(_body, events) if n == REJECTED}
+        assert rejections == {
+            order_id(3): RiskReject.INSUFFICIENT_COLLATERAL,
+            order_id(4): RiskReject.UNKNOWN_MARKET,
+        }
+        # Positions and balances follow the fills.
+        events = accounts.until(lambda r: sum(_body(m)[0] == POSITION for m in r) >= 2)
+        positions = {b["trader"]: b["size"] for n, b in map(_body, events) if n == POSITION}
+        assert positions == {ALICE: 3, BOB: -3}
+        engines = _wait_for_state(
+            bus, lambda e: _holder(e, ALICE).ledger.positions.get((ALICE, "BTC-PERP")) is not None
+        )
+        _check_outputs_match_state(accounts.until(lambda r: True), engines)
+    for engine in engines.values():
+        engine.validate()
+    alice = _holder(engines, ALICE).ledger
+    assert alice.positions[(ALICE, "BTC-PERP")].size == 3
+    assert [o.leaves for o in alice.trader_orders(ALICE)] == [2]
+    accounts.close()
+    trades.close()
+
+
+# -- the crash test -------------------------------------------------------------------------------
+
+TRADERS = [trader_address(0x7000 + i) for i in range(12)]
+FLOW = 320
+
+
+def _flow(rng: random.Random) -> list[tuple[TopicSpec, str, dict[str, Any]]]:
+    """Orders around the price (some too big, some on an unknown market), cancels, and deposits."""
+    placed: dict[str, list[str]] = {t: [] for t in TRADERS}
+    items = []
+    for n in range(100, 100 + FLOW):
+        trader = rng.choice(TRADERS)
+        roll = rng.random()
+        if roll < 0.08:
+            items.append(_deposit(trader, 200, n))
+        elif roll < 0.22 and placed[trader]:
+            oid = rng.choice(placed[trader])
+            body = CancelOrder(market="BTC-PERP", order_id=oid, nonce=n, signature=b"")
+            items.append(_command(trader, n, body))
+        elif roll < 0.25:
+            items.append(_place(trader, n, Side.BUY, 10_000, PRICE))  # far beyond the collateral
+        elif roll < 0.27:
+            items.append(_place(trader, n, Side.SELL, 1, PRICE, market="DOGE-PERP"))
+        else:
+            side = rng.choice((Side.BUY, Side.SELL))
+            lean = 1 if side is Side.BUY else -1
+            price = PRICE + 10 * (rng.randint(-3, 3) + lean)
+            tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC))
+            items.append(_place(trader, n, side, rng.randint(1, 5), price, time_in_force=tif))
+            placed[trader].append(order_id(n))
+    return items
+
+
+def _start_risk(settings: Settings, idle_exit: float = 4.0, failpoints: str = "") -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "BATCH_MAX_MESSAGES": "20",
+        "LOG_JSON": "false",
+        "CXPT_FAILPOINTS": failpoints,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.run_risk", "--idle-exit", str(idle_exit)],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
+    rng = random.Random(20261124)
+    matcher = MatcherService(Bus(settings))
+    with running(matcher):
+        # State: BTC-PERP listed, twelve traders credited 3,000 USDC each, risk running.
+        victim = _start_risk(settings, idle_exit=60)
+        _list_btc_perp(bus)
+        _send(bus, [_deposit(t, 3_000, i) for i, t in enumerate(TRADERS)])
+        _wait_for_state(bus, lambda e: _listed_and_credited(e, TRADERS))
+        # Action: a few hundred commands and deposits flow while risk is SIGKILLed three times at
+        # random moments after it produced something, and once just before a commit; then it runs
+        # until the flow has settled.
+        flow = _flow(rng)
+        _send(bus, flow)
+        for attempt in range(3):
+            if attempt:
+                victim = _start_risk(settings, idle_exit=60)
+            # Each incarnation is killed only after it committed something of its own.
+            end = wait_for_growth(bus, MATCHER_COMMANDS, beyond=log_end(bus, MATCHER_COMMANDS))
+            time.sleep(rng.uniform(0.0, 0.3))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(30)
+        # One more dies by itself with a transaction open: outputs and changelog written, not committed.
+        victim = _start_risk(settings, idle_exit=60, failpoints="bus.before_commit=kill@4")
+        assert victim.wait(60) == -signal.SIGKILL
+        assert _start_risk(settings).wait(120) == 0
+        books = {
+            oid: (o.price, o.leaves_qty)
+            for engine in matcher.engines.values()
+            for market in engine.markets.values()
+            for oid, o in market.book.orders.items()
+        }
+
+    commands, forwarded, accounts, log = (
+        _read_to_end(bus, spec) for spec in (ORDERS_COMMANDS, MATCHER_COMMANDS, ACCOUNTS_EVENTS, TRADE_LOG)
+    )
+    assert len(commands) == sum(spec is ORDERS_COMMANDS for spec, _, _ in flow)
+    assert end < len(forwarded), "the kills landed before the work was done"
+    engines = rebuild(bus, range(TRADER_PARTITIONS))
+
+    # Expectation: every trader command has exactly one outcome — forwarded once, or refused once.
+    by_position = {f"{m.topic}:{m.partition}:{m.offset}:0": m.value["command_id"] for m in commands}
+    outcomes = Counter(m.value["command_id"] for m in forwarded if m.value["trader"] is not None)
+    outcomes.update(by_position[m.value["event_id"]] for m in accounts if _body(m)[0] == REJECTED)
+    assert set(outcomes) == {m.value["command_id"] for m in commands}
+    assert set(outcomes.values()) == {1}
+    codes = Counter(_body(m)[1]["reason_code"] for m in accounts if _body(m)[0] == REJECTED)
+    assert codes[RiskReject.INSUFFICIENT_COLLATERAL] and codes[RiskReject.UNKNOWN_MARKET]
+    # No output of risk was committed twice.
+    produced = [m.value["event_id"] for m in accounts if _body(m)[0] != "exchange.cxpt.DepositConfirmed"]
+    assert len(produced) == len(set(produced))
+    # The rebuilt state is valid and holds every deposit exactly once.
+    for engine in engines.values():
+        engine.validate()
+    deposits = [m for m in accounts if _body(m)[0] == "exchange.cxpt.DepositConfirmed"]
+    assert sum(e.ledger.deposited for e in engines.values()) == sum(_body(m)[1]["amount"] for m in deposits)
+    # It agrees with the matcher: the same open orders, positions netting to zero, every fee.
+    ledgers = [e.ledger for e in engines.values()]
+    assert {oid: (o.price, o.leaves) for ledger in ledgers for oid, o in ledger.orders.items()} == books
+    assert sum(p.size for ledger in ledgers for p in ledger.positions.values()) == 0
+    fills = [b for n, b in map(_body, log) if n.endswith("OrderFilled")]
+    assert fills, "the flow traded"
+    assert sum(ledger.fees for ledger in ledgers) == sum(f["fee"] for f in fills)
+    assert sum(ledger.clearing for ledger in ledgers) == -sum(
+        p.realized_pnl for ledger in ledgers for p in ledger.positions.values()
+    )
+    assert all(e.markets["BTC-PERP"].definition.kind is MarketKind.PERPETUAL for e in engines.values())
+    # And every trader's last reported balance and position is the state's.
+    _check_outputs_match_state(accounts, engines)
+
+
+def _check_outputs_match_state(accounts: list[Inbound], engines: dict[int, RiskEngine]) -> None:
+    """The latest BalanceChanged / PositionChanged of each trader equals the committed state."""
+    balances: dict[str, dict[str, Any]] = {}
+    positions: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in accounts:  # per trader, in partition (= commit) order
+        name, body = _body(record)
+        if name == BALANCE:
+            balances[body["trader"]] = body
+        elif name == POSITION:
+            positions[(body["trader"], body["market"])] = body
+    for trader, body in balances.items():
+        account = _holder(engines, trader).ledger.accounts[trader]
+        assert (body["free"], body["reserved"], body["withdrawing"], body["locked"]) == account.snapshot()
+    for (trader, market), body in positions.items():
+        p = _holder(engines, trader).ledger.positions[(trader, market)]
+        assert (body["size"], body["basis"], body["collateral"]) == (p.size, p.basis, p.collateral)
