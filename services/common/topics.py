@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -175,10 +176,28 @@ def ensure_topics(
         try:
             future.result()
             created.append(name)
-        except Exception as exc:
+        except Exception as exc:  # a racing creator is fine, anything else is not
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_for_leaders(admin, created, timeout_s)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of `names` has a leader: a created topic is not usable before."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        pending = {
+            n for n in pending
+            if n not in topics or topics[n].error is not None
+            or any(p.leader < 0 for p in topics[n].partitions.values())
+        }  # fmt: skip
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"topics without partition leaders after {timeout_s} s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.1)
 
 
 def markdown_table(specs: Iterable[TopicSpec] = TOPICS) -> str:

@@ -1,13 +1,16 @@
-"""Talk to the matcher directly through Kafka — a developer's shortcut past the gateway and risk.
+"""Drive the exchange through Kafka — a developer's shortcut past the gateway (no signatures).
 
     python -m services.devtools.book list BTC-PERP
     python -m services.devtools.book order 0x1111111111111111111111111111111111111111 sell 0.003 65000.5
     python -m services.devtools.book order 0x2222222222222222222222222222222222222222 buy 0.005 65001
     python -m services.devtools.book tail BTC-PERP
+    python -m services.devtools.book account 0x2222222222222222222222222222222222222222
 
-Commands go on `matcher.commands` exactly as risk would forward them, so nothing here checks
-collateral: it exists to see the book and the trade log work before the gateway does.
-Prices and sizes are decimals converted exactly to ticks and lots; off-grid values are refused.
+`list` goes straight to the matcher (an admin command). `order` goes on `orders.commands` as the
+gateway will send it, so risk checks collateral first (credit traders with
+`services.devtools.credit`). There is deliberately no way around risk: a fill risk never reserved
+for breaks its ledger, and risk stops rather than trade on a broken ledger. Prices and sizes are
+decimals converted exactly to ticks and lots; off-grid values are refused.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import re
 import sys
 import time
 import uuid
+from typing import Any
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.presets import PRESETS, preset
 from services.common.records import (
+    AccountEvent,
     CreateMarket,
     MatcherCommand,
     OrderType,
@@ -29,9 +34,10 @@ from services.common.records import (
     Side,
     TimeInForce,
     TradeLogEvent,
+    TraderCommand,
 )
 from services.common.settings import get_settings
-from services.common.topics import MATCHER_COMMANDS, TRADE_LOG
+from services.common.topics import ACCOUNTS_EVENTS, MATCHER_COMMANDS, ORDERS_COMMANDS, TRADE_LOG
 from services.replay.cli import read_topic
 
 E9 = 1_000_000_000
@@ -50,20 +56,18 @@ def to_units(text: str, unit_e9: int, what: str) -> int:
     return units
 
 
-def _send(bus: Bus, command: MatcherCommand) -> None:
+def _send(bus: Bus, record: Outbound) -> None:
     producer = TypedProducer(bus)
-    producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+    producer.send(record)
     producer.flush()
 
 
-def _command(market: str, trader: str | None, body: PlaceOrder | CreateMarket) -> MatcherCommand:
-    return MatcherCommand(
-        command_id=str(uuid.uuid4()), market=market, trader=trader, ts_init=time.time_ns() // 1000, body=body
-    )
-
-
 def cmd_list(bus: Bus, args: argparse.Namespace) -> None:
-    _send(bus, _command(args.market, None, CreateMarket(definition=preset(args.market))))
+    command = MatcherCommand(
+        command_id=str(uuid.uuid4()), market=args.market, trader=None, ts_init=time.time_ns() // 1000,
+        body=CreateMarket(definition=preset(args.market)),
+    )  # fmt: skip
+    _send(bus, Outbound(MATCHER_COMMANDS, key=args.market, value=to_avro(command)))
     print(f"sent: list {args.market}")
 
 
@@ -77,19 +81,36 @@ def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
         side=Side(args.side.upper()), order_type=OrderType.LIMIT, price=price, size=size,
         time_in_force=TimeInForce.GTC, nonce=time.time_ns() // 1_000_000, signature=b"",
     )  # fmt: skip
-    _send(bus, _command(args.market, args.trader.lower(), body))
-    print(f"sent: {args.side} {size} lots @ {price} ticks on {args.market} (order {order_id})")
+    trader = args.trader.lower()
+    command = TraderCommand(
+        command_id=str(uuid.uuid4()), trader=trader, ts_init=time.time_ns() // 1000, body=body
+    )
+    _send(bus, Outbound(ORDERS_COMMANDS, key=trader, value=to_avro(command)))
+    print(f"sent to risk: {args.side} {size} lots @ {price} ticks on {args.market} (order {order_id})")
 
 
 def cmd_tail(bus: Bus, args: argparse.Namespace) -> None:
     for _, value in read_topic(bus, TRADE_LOG, None, 0, None):
         event: TradeLogEvent = from_avro(TradeLogEvent, value)
         if event.market == args.market:
-            fields = to_avro(event.body)
-            shown = ", ".join(
-                f"{k}={v}" for k, v in fields.items() if k != "definition" and v not in (None, "")
-            )
-            print(f"{event.seq:>6}  {type(event.body).__name__:<20} {shown}")
+            print(f"{event.seq:>6}  {_describe(event.body)}")
+
+
+def cmd_account(bus: Bus, args: argparse.Namespace) -> None:
+    trader = args.trader.lower()
+    for _, value in read_topic(bus, ACCOUNTS_EVENTS, None, 0, None):
+        event: AccountEvent = from_avro(AccountEvent, value)
+        if event.trader == trader:
+            print(f"  {_describe(event.body)}")
+
+
+def _describe(body: Any) -> str:
+    shown = ", ".join(
+        f"{k}={v}"
+        for k, v in to_avro(body).items()
+        if k not in ("definition", "trader") and v not in (None, "")
+    )
+    return f"{type(body).__name__:<20} {shown}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     tail = sub.add_parser("tail", help="print a market's trade log")
     tail.add_argument("market", choices=sorted(PRESETS))
     tail.set_defaults(run=cmd_tail)
+    account = sub.add_parser(
+        "account", help="print a trader's account events (deposits, rejections, balances)"
+    )
+    account.add_argument("trader")
+    account.set_defaults(run=cmd_account)
     args = parser.parse_args(argv)
     try:
         args.run(Bus(get_settings()), args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.common.bus import Bus, Inbound, decode_message
 from services.common.topics import TopicSpec
@@ -46,7 +46,11 @@ def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 6
     """Block until `spec` has grown past `beyond`; returns the new end."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if (end := log_end(bus, spec)) > beyond:
-            return end
+        try:
+            if (end := log_end(bus, spec)) > beyond:
+                return end
+        except KafkaException as exc:  # e.g. a leader moving: look again
+            if not exc.args[0].retriable():
+                raise
         time.sleep(0.05)
     raise TimeoutError(f"{spec.name} did not grow past {beyond} in {timeout_s} s")

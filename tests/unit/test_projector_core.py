@@ -14,3 +14,19 @@ def test_deposit_becomes_one_row_keyed_by_its_log_position() -> None:
         "dev:0:9",
     )
     assert row == account_event_row(event)
+
+
+def test_balance_change_projects_its_change_of_free_usdc() -> None:
+    event = {
+        "event_id": "orders.commands:0:7:1",
+        "trader": trader_address(7),
+        "ts_event": 1,
+        "body": (
+            "exchange.cxpt.BalanceChanged",
+            {"trader": trader_address(7), "free": 10, "reserved": 5, "withdrawing": 0, "locked": 0,
+             "delta_free": -5, "reason": "ORDER_RESERVED", "ref": "o-1"},
+        ),
+    }  # fmt: skip
+    row = account_event_row(event)
+    assert (row.kind, row.amount) == ("BalanceChanged", -5)
+    assert "ORDER_RESERVED" in row.detail
