@@ -1,13 +1,10 @@
 """A minimal exactly-once service for crash tests: copies accounts.events to echo.out.
 
-Run as `python -m tests.integration.echo_processor`; settings come from the environment like any
-service's; it exits after `--idle-exit` seconds without input.
+Run it with `python -m tests.integration.run_until_idle echo`.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from collections.abc import Iterator
 
 from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor
@@ -33,26 +30,3 @@ def build(settings: Settings) -> TransactionalProcessor:
         handler=copy_with_source_id,
         transactional_id=f"{settings.topic_prefix}echo-0",
     )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--idle-exit", type=float, default=5.0, help="exit this long after the last record")
-    parser.add_argument("--first-wait", type=float, default=60.0, help="give up if no record comes at all")
-    args = parser.parse_args()
-    processor = build(Settings())
-    started = last_record = time.monotonic()
-    seen = 0
-    while True:
-        if done := processor.run_once():
-            seen += done
-            last_record = time.monotonic()
-        elif time.monotonic() - (last_record if seen else started) > (
-            args.idle_exit if seen else args.first_wait
-        ):
-            break
-    processor.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -34,7 +34,7 @@ def _env(settings: Settings, failpoints: str = "") -> dict[str, str]:
 
 def _start(settings: Settings, failpoints: str = "", idle_exit: float = 4.0) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.echo_processor", "--idle-exit", str(idle_exit)],
+        [sys.executable, "-m", "tests.integration.run_until_idle", "echo", "--idle-exit", str(idle_exit)],
         cwd=REPO_ROOT,
         env=_env(settings, failpoints),
     )

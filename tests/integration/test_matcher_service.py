@@ -34,7 +34,7 @@ def _start(settings: Settings, idle_exit: float = 4.0) -> subprocess.Popen[bytes
         "LOG_JSON": "false",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.run_matcher", "--idle-exit", str(idle_exit)],
+        [sys.executable, "-m", "tests.integration.run_until_idle", "matcher", "--idle-exit", str(idle_exit)],
         cwd=REPO_ROOT,
         env=env,
     )

@@ -1,7 +1,7 @@
 """The risk service through Kafka, with the real matcher: pre-trade, post-trade, and SIGKILLs.
 
 The matcher runs in this process (a thread); risk runs in-process for the scenario and as a
-subprocess (`tests.integration.run_risk`) for the crash test, where it is SIGKILLed mid-flow.
+subprocess (`tests.integration.run_until_idle risk`) for the crash test, where it is SIGKILLed mid-flow.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def _start_risk(settings: Settings, idle_exit: float = 4.0, failpoints: str = ""
         "CXPT_FAILPOINTS": failpoints,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.run_risk", "--idle-exit", str(idle_exit)],
+        [sys.executable, "-m", "tests.integration.run_until_idle", "risk", "--idle-exit", str(idle_exit)],
         cwd=REPO_ROOT,
         env=env,
     )
