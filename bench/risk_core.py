@@ -22,10 +22,9 @@ from services.common.records import (
     CreateMarket,
     DepositConfirmed,
     SetMarketStatus,
-    TradeLogEvent,
     TraderCommand,
 )
-from services.matcher.core.engine import MatchingEngine
+from services.matcher.core.engine import MatchingEngine, log_records
 from services.replay.flows import realistic_flow
 from services.risk.core import RiskEngine
 
@@ -65,19 +64,8 @@ def main() -> None:
         pre_ns.append(clock() - t0)
         for forward in result.forward:
             forwarded += 1
-            outcome = matcher.apply(forward)
-            events = [
-                TradeLogEvent(
-                    event_id=f"b:{forwarded}:{i}",
-                    market=outcome.market,
-                    seq=outcome.first_seq + i,
-                    command_id=forward.command_id,
-                    ts_event=forward.ts_init,
-                    body=event,
-                )
-                for i, event in enumerate(outcome.events)
-                if getattr(event, "trader", None)
-            ]
+            records = log_records(forward, matcher.apply(forward), f"bench:{forwarded}")
+            events = [r for r in records if getattr(r.body, "trader", None)]  # what risk.postings gets
             t0 = clock()
             for posting in events:
                 risk.apply_posting(posting)

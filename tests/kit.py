@@ -61,6 +61,23 @@ def order_id(n: int) -> str:
     return f"00000000-0000-7000-8000-{n:012x}"
 
 
+def limit_order(market: str, n: int, side: Side, size: int, price: int, **options: Any) -> PlaceOrder:
+    """The n-th order of a flow: GTC limit, ids order_id(n) and c<n>; `options` override fields."""
+    fields: dict[str, Any] = {
+        "market": market,
+        "order_id": order_id(n),
+        "client_order_id": f"c{n}",
+        "side": side,
+        "order_type": OrderType.LIMIT,
+        "price": price,
+        "size": size,
+        "time_in_force": TimeInForce.GTC,
+        "nonce": n,
+        "signature": b"",
+    } | options
+    return PlaceOrder(**fields)
+
+
 class Commands:
     """Builds a market's MatcherCommands with increasing ids and times (1 ms apart by default)."""
 
@@ -91,21 +108,10 @@ class Commands:
 
     def limit(self, trader: str, side: Side, size: int, price: int, **options: Any) -> MatcherCommand:
         """A limit order; `options` override PlaceOrder fields (time_in_force, post_only, stp, ...)."""
-
         at = options.pop("at", None)
-        fields: dict[str, Any] = {
-            "market": self.market,
-            "order_id": order_id(self.n + 1),
-            "client_order_id": f"c{self.n + 1}",
-            "side": side,
-            "order_type": OrderType.LIMIT,
-            "price": price,
-            "size": size,
-            "time_in_force": TimeInForce.GTC,
-            "nonce": self.n + 1,
-            "signature": b"",
-        } | options
-        return self._wrap(trader, PlaceOrder(**fields), at=at)
+        market = options.pop("market", self.market)  # tests may name another market on purpose
+        body = limit_order(market, self.n + 1, side, size, price, **options)
+        return self._wrap(trader, body, at=at)
 
     def market_order(
         self, trader: str, side: Side, size: int, worst_price: int, **options: Any

@@ -69,9 +69,14 @@ class Inbound:
     headers: dict[str, bytes] = field(default_factory=dict)
     timestamp_ms: int = 0
 
+    @property
+    def position(self) -> str:
+        """Where this record sits in the log: `<topic>:<partition>:<offset>`."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
     def event_id(self, index: int = 0) -> str:
         """Deterministic id of the index-th output caused by this record (replays reuse it)."""
-        return f"{self.topic}:{self.partition}:{self.offset}:{index}"
+        return f"{self.position}:{index}"
 
     @property
     def correlation_id(self) -> bytes | None:

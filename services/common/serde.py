@@ -100,7 +100,7 @@ class AvroSerde:
     def __init__(self, registry: SchemaRegistry, name: str) -> None:
         self.name = name
         self._registry = registry
-        self._schema = parse_schema(_without_logical_types(load_current(name)))
+        self._schema = parse_schema(without_logical_types(load_current(name)))
         self.schema_id = registry.id_for(name)
         self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
         self._writers: dict[int, Any] = {self.schema_id: self._schema}
@@ -152,13 +152,14 @@ class AvroSerde:
             schema = self._registry.writer_schema(schema_id)
             if schema is None:
                 raise UndecodableRecord("UNKNOWN_SCHEMA_ID", f"no schema registered with id {schema_id}")
-            self._writers[schema_id] = parse_schema(_without_logical_types(schema))
+            self._writers[schema_id] = parse_schema(without_logical_types(schema))
         return self._writers[schema_id]
 
 
-def _without_logical_types(node: Any) -> Any:
+def without_logical_types(node: Any) -> Any:
+    """`node` (a schema) with every logicalType annotation removed: plain ints and strings."""
     if isinstance(node, dict):
-        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: without_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_without_logical_types(v) for v in node]
+        return [without_logical_types(v) for v in node]
     return node

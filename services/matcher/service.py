@@ -26,11 +26,16 @@ from services.common.records import (
     MarketDefinition,
     MarketStatusChanged,
     MatcherCommand,
-    TradeLogEvent,
 )
 from services.common.serde import UndecodableRecord
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
-from services.matcher.core.engine import CommandResult, MatchingEngine, export_state, import_state
+from services.matcher.core.engine import (
+    CommandResult,
+    MatchingEngine,
+    export_state,
+    import_state,
+    log_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +54,8 @@ def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) ->
     partition, so each risk instance sees them in order with that partition's postings.
     """
     produced = []
-    for index, event in enumerate(result.events):
-        record = TradeLogEvent(
-            event_id=message.event_id(index),
-            market=result.market,
-            seq=result.first_seq + index if result.first_seq else 0,
-            command_id=command.command_id,
-            ts_event=command.ts_init,
-            body=event,
-        )
+    for record in log_records(command, result, message.position):
+        event = record.body
         value = to_avro(record)
         produced.append(Outbound(TRADE_LOG, key=result.market, value=value))
         trader = getattr(event, "trader", None)

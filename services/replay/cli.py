@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +31,12 @@ from tqdm import tqdm
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, decode_message, read_partition
-from services.common.records import MatcherCommand, TradeLogEvent
+from services.common.records import MatcherCommand
 from services.common.schemas import load_current
-from services.common.serde import UndecodableRecord
+from services.common.serde import UndecodableRecord, without_logical_types
 from services.common.settings import get_settings
 from services.common.topics import TOPICS, TopicSpec
-from services.matcher.core.engine import MatchingEngine
+from services.matcher.core.engine import MatchingEngine, log_records
 from services.replay.flows import realistic_flow
 
 # Position of a record in its source: the event ids of replayed outputs derive from it.
@@ -46,17 +45,9 @@ _SOURCE = "cxpt.source"
 SYNC_MARKER = b"cxpt-replay-v1.."
 
 
-def _strip_logical(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical(v) for v in node]
-    return node
-
-
 def _file_schema(name: str) -> Any:
     # Plain ints and strings in files too, exactly as on the wire (see services.common.serde).
-    return parse_schema(_strip_logical(load_current(name)))
+    return parse_schema(without_logical_types(load_current(name)))
 
 
 def read_commands(path: Path) -> Iterator[tuple[str, MatcherCommand]]:
@@ -109,18 +100,8 @@ def replay_engine(
 
     def events() -> Iterator[dict[str, Any]]:
         for source, command in commands:
-            result = engine.apply(command)
-            for index, event in enumerate(result.events):
-                yield to_avro(
-                    TradeLogEvent(
-                        event_id=f"{source}:{index}",
-                        market=result.market,
-                        seq=result.first_seq + index if result.first_seq else 0,
-                        command_id=command.command_id,
-                        ts_event=command.ts_init,
-                        body=event,
-                    )
-                )
+            for record in log_records(command, engine.apply(command), source):
+                yield to_avro(record)
 
     return engine, events()
 
@@ -135,14 +116,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    spec = next((t for t in TOPICS if t.name == args.topic), None)
+def _topic(name: str) -> TopicSpec:
+    spec = next((t for t in TOPICS if t.name == name), None)
     if spec is None:
-        print(
-            f"error: unknown topic {args.topic!r}; known: {', '.join(t.name for t in TOPICS)}",
-            file=sys.stderr,
-        )
-        return 2
+        raise SystemExit(f"error: unknown topic {name!r}; known: {', '.join(t.name for t in TOPICS)}")
+    return spec
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    spec = _topic(args.topic)
     bus = Bus(get_settings())
     records, sources = [], []
     for source, value in tqdm(read_topic(bus, spec, args.partition, args.start, args.end), desc="export"):
@@ -160,8 +142,9 @@ def _cmd_engine(args: argparse.Namespace) -> int:
     if args.input:
         commands = read_commands(Path(args.input))
     else:
-        spec = next(t for t in TOPICS if t.name == args.topic)
-        commands = read_topic_commands(Bus(get_settings()), spec, args.partition, args.start, args.end)
+        commands = read_topic_commands(
+            Bus(get_settings()), _topic(args.topic), args.partition, args.start, args.end
+        )
     engine, events = replay_engine(iter(tqdm(commands, desc="replay", unit="cmd")))
     started = time.perf_counter()
     count = 0

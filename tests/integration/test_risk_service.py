@@ -27,7 +27,6 @@ from services.common.codes import RiskReject
 from services.common.records import (
     CancelOrder,
     MarketKind,
-    OrderType,
     PlaceOrder,
     Side,
     TimeInForce,
@@ -46,7 +45,16 @@ from services.matcher.service import MatcherService
 from services.risk.core import RiskEngine
 from services.risk.service import RiskService, rebuild
 from tests.integration.readback import log_end, wait_for_growth
-from tests.kit import ALICE, BOB, TS_2026_11_23, Commands, deposit_event, order_id, trader_address
+from tests.kit import (
+    ALICE,
+    BOB,
+    TS_2026_11_23,
+    Commands,
+    deposit_event,
+    limit_order,
+    order_id,
+    trader_address,
+)
 
 USDC = 1_000_000
 PRICE = 650_000
@@ -134,19 +142,7 @@ def _command(trader: str, n: int, body: PlaceOrder | CancelOrder) -> tuple[Topic
 def _place(
     trader: str, n: int, side: Side, size: int, price: int, **options: Any
 ) -> tuple[TopicSpec, str, dict[str, Any]]:
-    fields: dict[str, Any] = {
-        "market": "BTC-PERP",
-        "order_id": order_id(n),
-        "client_order_id": f"c{n}",
-        "side": side,
-        "order_type": OrderType.LIMIT,
-        "price": price,
-        "size": size,
-        "time_in_force": TimeInForce.GTC,
-        "nonce": n,
-        "signature": b"",
-    } | options
-    return _command(trader, n, PlaceOrder(**fields))
+    return _command(trader, n, limit_order("BTC-PERP", n, side, size, price, **options))
 
 
 def _deposit(trader: str, usdc: int, n: int) -> tuple[TopicSpec, str, dict[str, Any]]:

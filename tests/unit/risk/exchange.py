@@ -9,7 +9,7 @@ the same inputs to a fresh engine and compare state hashes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.records import (
@@ -24,7 +24,6 @@ from services.common.records import (
     MatcherCommand,
     OptionType,
     OrderType,
-    PlaceOrder,
     RequestWithdrawal,
     SetMarketStatus,
     Side,
@@ -32,10 +31,10 @@ from services.common.records import (
     TradeLogEvent,
     TraderCommand,
 )
-from services.matcher.core.engine import MatchingEngine
+from services.matcher.core.engine import MatchingEngine, log_records
 from services.risk.core import RiskEngine, RiskEvent, RiskResult
 from services.risk.core.ledger import Position
-from tests.kit import TS_2026_11_23, btc_perp, order_id
+from tests.kit import TS_2026_11_23, btc_perp, limit_order, order_id
 
 USDC = 1_000_000
 """Micro-USDC per USDC."""
@@ -45,56 +44,24 @@ EXPIRY_2026_12_25 = 1_798_156_800_000_000  # 2026-12-25T00:00:00Z in microsecond
 
 def btc_usdc_spot(*, fee_bps: int = 50) -> MarketDefinition:
     """BTC-USDC spot synth: tick 0.1 USDC, lot 0.001 BTC → one tick on one lot is 100 micro-USDC."""
-    return MarketDefinition(
-        market="BTC-USDC",
-        kind=MarketKind.SPOT,
-        base_asset="BTC",
-        quote_per_tick_lot=100,
-        tick_size_e9=100_000_000,
-        lot_size_e9=1_000_000,
-        min_size=1,
-        maker_fee_bps=fee_bps,
-        taker_fee_bps=fee_bps,
-        status=MarketStatus.ACTIVE,
-    )
+    return replace(btc_perp(fee_bps=fee_bps), market="BTC-USDC", kind=MarketKind.SPOT, index_symbol=None)
 
 
 def btc_future_dec26() -> MarketDefinition:
     """BTC-20261225: a dated future on the BTC-PERP grid (100 micro-USDC per tick-lot)."""
-    return MarketDefinition(
-        market="BTC-20261225",
-        kind=MarketKind.FUTURE,
-        base_asset="BTC",
-        quote_per_tick_lot=100,
-        tick_size_e9=100_000_000,
-        lot_size_e9=1_000_000,
-        min_size=1,
-        maker_fee_bps=50,
-        taker_fee_bps=50,
-        status=MarketStatus.ACTIVE,
-        expiry=EXPIRY_2026_12_25,
-        index_symbol="BTC-USD",
-    )
+    return replace(btc_perp(), market="BTC-20261225", kind=MarketKind.FUTURE, expiry=EXPIRY_2026_12_25)
 
 
 def btc_option_dec26(option_type: OptionType, strike: int) -> MarketDefinition:
     """A European BTC option on the BTC-PERP grid; `strike` in ticks (600_000 = 60,000 USDC)."""
     letter = "C" if option_type is OptionType.CALL else "P"
-    return MarketDefinition(
+    return replace(
+        btc_perp(),
         market=f"BTC-20261225-{strike // 10}-{letter}",
         kind=MarketKind.OPTION,
-        base_asset="BTC",
-        quote_per_tick_lot=100,
-        tick_size_e9=100_000_000,
-        lot_size_e9=1_000_000,
-        min_size=1,
-        maker_fee_bps=50,
-        taker_fee_bps=50,
-        status=MarketStatus.ACTIVE,
         expiry=EXPIRY_2026_12_25,
         strike=strike,
         option_type=option_type,
-        index_symbol="BTC-USD",
     )
 
 
@@ -195,18 +162,9 @@ class Exchange:
 
     def book(self, command: MatcherCommand) -> list[RiskEvent]:
         """Run `command` through the matcher and post every event it caused to risk."""
-        result = self.matcher.apply(command)
+        self.offset += 1
         events: list[RiskEvent] = []
-        for i, body in enumerate(result.events):
-            self.offset += 1
-            posting = TradeLogEvent(
-                event_id=f"trade.log:0:{self.offset}:{i}",
-                market=result.market,
-                seq=result.first_seq + i,
-                command_id=command.command_id,
-                ts_event=command.ts_init,
-                body=body,
-            )
+        for posting in log_records(command, self.matcher.apply(command), f"trade.log:0:{self.offset}"):
             self.last_log.append(posting)
             events.extend(self.post(posting))
         return events
@@ -283,20 +241,7 @@ class Exchange:
 
     def place(self, trader: str, market: str, side: Side, size: int, price: int, **options: Any) -> Step:
         """A GTC limit order (options override PlaceOrder fields); its order id is order_id(n)."""
-        n = self.n + 1
-        fields: dict[str, Any] = {
-            "market": market,
-            "order_id": order_id(n),
-            "client_order_id": f"c{n}",
-            "side": side,
-            "order_type": OrderType.LIMIT,
-            "price": price,
-            "size": size,
-            "time_in_force": TimeInForce.GTC,
-            "nonce": n,
-            "signature": b"",
-        } | options
-        return self.submit(trader, PlaceOrder(**fields))
+        return self.submit(trader, limit_order(market, self.n + 1, side, size, price, **options))
 
     def market_order(
         self, trader: str, market: str, side: Side, size: int, worst_price: int, **options: Any
