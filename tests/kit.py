@@ -61,10 +61,11 @@ def order_id(n: int) -> str:
     return f"00000000-0000-7000-8000-{n:012x}"
 
 
-def limit_order(market: str, n: int, side: Side, size: int, price: int, **options: Any) -> PlaceOrder:
-    """The n-th order of a flow: GTC limit, ids order_id(n) and c<n>; `options` override fields."""
+def limit_order(n: int, side: Side, size: int, price: int, **options: Any) -> PlaceOrder:
+    """The n-th order of a flow: a GTC limit on BTC-PERP, ids order_id(n) and c<n>; `options`
+    override any PlaceOrder field (market included)."""
     fields: dict[str, Any] = {
-        "market": market,
+        "market": "BTC-PERP",
         "order_id": order_id(n),
         "client_order_id": f"c{n}",
         "side": side,
@@ -109,8 +110,7 @@ class Commands:
     def limit(self, trader: str, side: Side, size: int, price: int, **options: Any) -> MatcherCommand:
         """A limit order; `options` override PlaceOrder fields (time_in_force, post_only, stp, ...)."""
         at = options.pop("at", None)
-        market = options.pop("market", self.market)  # tests may name another market on purpose
-        body = limit_order(market, self.n + 1, side, size, price, **options)
+        body = limit_order(self.n + 1, side, size, price, **({"market": self.market} | options))
         return self._wrap(trader, body, at=at)
 
     def market_order(

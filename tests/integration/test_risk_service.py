@@ -142,7 +142,7 @@ def _command(trader: str, n: int, body: PlaceOrder | CancelOrder) -> tuple[Topic
 def _place(
     trader: str, n: int, side: Side, size: int, price: int, **options: Any
 ) -> tuple[TopicSpec, str, dict[str, Any]]:
-    return _command(trader, n, limit_order("BTC-PERP", n, side, size, price, **options))
+    return _command(trader, n, limit_order(n, side, size, price, **options))
 
 
 def _deposit(trader: str, usdc: int, n: int) -> tuple[TopicSpec, str, dict[str, Any]]:

@@ -241,7 +241,9 @@ class Exchange:
 
     def place(self, trader: str, market: str, side: Side, size: int, price: int, **options: Any) -> Step:
         """A GTC limit order (options override PlaceOrder fields); its order id is order_id(n)."""
-        return self.submit(trader, limit_order(market, self.n + 1, side, size, price, **options))
+        return self.submit(
+            trader, limit_order(self.n + 1, side, size, price, **({"market": market} | options))
+        )
 
     def market_order(
         self, trader: str, market: str, side: Side, size: int, worst_price: int, **options: Any
