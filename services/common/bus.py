@@ -107,10 +107,14 @@ class Bus:
         self.settings = settings
         self.registry = registry or registry_for(settings.schema_registry_url)
         self._serdes: dict[str, AvroSerde] = {}
+        self._topics: dict[TopicSpec, TopicSpec] = {}
 
     def topic(self, spec: TopicSpec) -> TopicSpec:
         """The declared topic under this environment's prefix."""
-        return prefixed(spec, self.settings.topic_prefix)
+        found = self._topics.get(spec)
+        if found is None:  # called for every record produced: build each prefixed spec once
+            found = self._topics[spec] = prefixed(spec, self.settings.topic_prefix)
+        return found
 
     def all_topics(self) -> list[TopicSpec]:
         return [self.topic(t) for t in TOPICS]

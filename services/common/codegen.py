@@ -32,6 +32,8 @@ def _py_type(avro_type: Any) -> str:
         branches = [b for b in avro_type if b != "null"]
         union = " | ".join(_py_type(b) for b in branches)
         return f"{union} | None" if "null" in avro_type else union
+    if isinstance(avro_type, dict) and avro_type["type"] == "array":
+        return f"list[{_py_type(avro_type['items'])}]"
     if isinstance(avro_type, dict):
         return _PRIMITIVES.get(avro_type["type"]) or _short(str(avro_type.get("name", avro_type["type"])))
     return _PRIMITIVES.get(avro_type, _short(avro_type))

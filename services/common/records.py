@@ -637,21 +637,21 @@ class TradeExecuted:
 
 
 @record
-class TradeLogEvent:
-    """One entry of the trade log (topic trade.log, keyed by market): the exchange's source of truth."""
+class TradeLogEntry:
+    """One entry of the trade log (topic trade.log, keyed by market): every event one command caused, in the order the book produced them. The exchange's source of truth; risk.postings carries the same entries to the risk partitions of the traders they concern."""
 
-    event_id: str
-    """Deterministic id: <source topic>:<partition>:<offset>:<index>."""
     market: str
     """Market symbol (the partition key)."""
-    seq: int
-    """Per-market sequence number of this event, gap-free from 1."""
+    first_seq: int
+    """Per-market sequence number of events[0]; events[i] has first_seq + i. Gap-free from 1 across a market's entries. 0 when the command named no known market (its events are not numbered)."""
+    source: str
+    """Log position of the causing command, <topic>:<partition>:<offset>. The id of events[i] is <source>:<i>: deterministic, so a replay reproduces it."""
     command_id: str
-    """The command that caused this event."""
+    """The command that caused these events."""
     ts_event: int
     """Command time of the causing command (the matcher has no clock of its own)."""
-    body: MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted | CommandRejected
-    """The event."""
+    events: list[MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted | CommandRejected]
+    """The events, in book order (at least one)."""
 
 
 @record

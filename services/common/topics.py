@@ -80,17 +80,17 @@ TRADE_LOG = TopicSpec(
     "trade.log",
     MARKET_PARTITIONS,
     "market symbol",
-    "TradeLogEvent",
+    "TradeLogEntry",
     FOREVER,
-    "Source of truth: every order event and trade, in book order, kept forever.",
+    "Source of truth: one entry per command, every order event and trade it caused, kept forever.",
 )
 RISK_POSTINGS = TopicSpec(
     "risk.postings",
     TRADER_PARTITIONS,
-    "trader address",
-    "TradeLogEvent",
+    "market symbol; partition chosen: that of a trader in the entry",
+    "TradeLogEntry",
     7 * DAY_MS,
-    "Trade-log events re-keyed by the trader they concern, for post-trade risk.",
+    "Trade-log entries, on every risk partition owning one of their traders (all, for market events).",
 )
 ACCOUNTS_EVENTS = TopicSpec(
     "accounts.events",

@@ -33,7 +33,7 @@ from services.common.records import (
     PlaceOrder,
     Side,
     TimeInForce,
-    TradeLogEvent,
+    TradeLogEntry,
     TraderCommand,
 )
 from services.common.settings import get_settings
@@ -91,9 +91,10 @@ def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
 
 def cmd_tail(bus: Bus, args: argparse.Namespace) -> None:
     for _, value in read_topic(bus, TRADE_LOG, None, 0, None):
-        event: TradeLogEvent = from_avro(TradeLogEvent, value)
-        if event.market == args.market:
-            print(f"{event.seq:>6}  {_describe(event.body)}")
+        entry: TradeLogEntry = from_avro(TradeLogEntry, value)
+        if entry.market == args.market:
+            for index, event in enumerate(entry.events):
+                print(f"{entry.first_seq + index:>6}  {_describe(event)}")
 
 
 def cmd_account(bus: Bus, args: argparse.Namespace) -> None:

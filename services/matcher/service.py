@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message, read_partition
+from services.common.partitioning import partition_for
 from services.common.records import (
     EngineSnapshot,
     MarketCreated,
@@ -31,10 +32,11 @@ from services.common.serde import UndecodableRecord
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
 from services.matcher.core.engine import (
     CommandResult,
+    Event,
     MatchingEngine,
     export_state,
     import_state,
-    log_records,
+    log_entry,
 )
 
 log = logging.getLogger(__name__)
@@ -48,25 +50,29 @@ class SnapshotMismatch(Exception):
 
 
 def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) -> list[Outbound]:
-    """The records one command produces: each event on trade.log, and on risk.postings for its trader.
+    """The records one command produces: its trade-log entry, on trade.log and on risk.postings.
 
-    Market events (listing, status) concern every trader: they go to every risk.postings
-    partition, so each risk instance sees them in order with that partition's postings.
+    The same entry (encoded once) goes to every risk partition that owns one of its traders, and
+    to all of them when it carries a market event (a listing or status change concerns everyone).
     """
-    produced = []
-    for record in log_records(command, result, message.position):
-        event = record.body
-        value = to_avro(record)
-        produced.append(Outbound(TRADE_LOG, key=result.market, value=value))
+    entry = to_avro(log_entry(command, result, message.position))
+    produced = [Outbound(TRADE_LOG, key=result.market, value=entry)]
+    for partition in risk_partitions(result.events):
+        produced.append(Outbound(RISK_POSTINGS, key=result.market, value=entry, partition=partition))
+    return produced
+
+
+def risk_partitions(events: list[Event]) -> list[int]:
+    """The risk.postings partitions that must see an entry with `events`."""
+    count = RISK_POSTINGS.partitions
+    partitions = set()
+    for event in events:
+        if isinstance(event, MarketCreated | MarketStatusChanged):
+            return list(range(count))
         trader = getattr(event, "trader", None)
         if trader:
-            produced.append(Outbound(RISK_POSTINGS, key=trader, value=value))
-        elif isinstance(event, MarketCreated | MarketStatusChanged):
-            produced.extend(
-                Outbound(RISK_POSTINGS, key=result.market, value=value, partition=p)
-                for p in range(RISK_POSTINGS.partitions)
-            )
-    return produced
+            partitions.add(partition_for(trader, count))
+    return sorted(partitions)
 
 
 def encode_state(engine: MatchingEngine) -> bytes:

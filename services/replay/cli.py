@@ -4,9 +4,9 @@
     python -m services.replay sample --commands 100000 --output cmds.avro
     # a range of a topic, as an Avro container file (records keep their topic position)
     python -m services.replay export --topic matcher.commands --output cmds.avro   # [--partition N]
-    # the engine over a commands file (or straight from a topic range) → an events file
-    python -m services.replay engine --input cmds.avro --output events.avro
-    python -m services.replay engine --topic matcher.commands --output events.avro
+    # the engine over a commands file (or a topic range) → a trade-log file (one entry per command)
+    python -m services.replay engine --input cmds.avro --output entries.avro
+    python -m services.replay engine --topic matcher.commands --output entries.avro
 
 Without `--partition`, every partition is read in turn: markets never interact, so this gives the
 same events as the live service, partition by partition.
@@ -36,7 +36,7 @@ from services.common.schemas import load_current
 from services.common.serde import UndecodableRecord, without_logical_types
 from services.common.settings import get_settings
 from services.common.topics import TOPICS, TopicSpec
-from services.matcher.core.engine import MatchingEngine, log_records
+from services.matcher.core.engine import MatchingEngine, log_entry
 from services.replay.flows import realistic_flow
 
 # Position of a record in its source: the event ids of replayed outputs derive from it.
@@ -95,15 +95,14 @@ def partitions_of(bus: Bus, topic: str) -> list[int]:
 def replay_engine(
     commands: Iterator[tuple[str, MatcherCommand]],
 ) -> tuple[MatchingEngine, Iterator[dict[str, Any]]]:
-    """The engine, and a lazy stream of the TradeLogEvent records it produces."""
+    """The engine, and a lazy stream of the TradeLogEntry records it produces (one per command)."""
     engine = MatchingEngine()
 
-    def events() -> Iterator[dict[str, Any]]:
+    def entries() -> Iterator[dict[str, Any]]:
         for source, command in commands:
-            for record in log_records(command, engine.apply(command), source):
-                yield to_avro(record)
+            yield to_avro(log_entry(command, engine.apply(command), source))
 
-    return engine, events()
+    return engine, entries()
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -145,18 +144,18 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         commands = read_topic_commands(
             Bus(get_settings()), _topic(args.topic), args.partition, args.start, args.end
         )
-    engine, events = replay_engine(iter(tqdm(commands, desc="replay", unit="cmd")))
+    engine, entries = replay_engine(iter(tqdm(commands, desc="replay", unit="cmd")))
     started = time.perf_counter()
     count = 0
 
     def counted() -> Iterator[dict[str, Any]]:
         nonlocal count
-        for event in events:
-            count += 1
-            yield event
+        for entry in entries:
+            count += len(entry["events"])
+            yield entry
 
     with Path(args.output).open("wb") as fh:
-        writer(fh, _file_schema("TradeLogEvent"), counted(), sync_marker=SYNC_MARKER)
+        writer(fh, _file_schema("TradeLogEntry"), counted(), sync_marker=SYNC_MARKER)
     elapsed = time.perf_counter() - started
     engine.validate()
     print(json.dumps({"events": count, "seconds": round(elapsed, 3), "state_hash": engine.state_hash()}))

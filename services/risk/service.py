@@ -5,8 +5,9 @@ one `RiskEngine` per partition number serves all three:
 
 * `orders.commands` (TraderCommand, pre-trade): forwarded `MatcherCommand`s go to matcher.commands
   (keyed by market); refusals (`OrderRejected`) and `WithdrawalRequested` to accounts.events;
-* `risk.postings` (TradeLogEvent, post-trade; market listings and status changes arrive on every
-  partition);
+* `risk.postings` (TradeLogEntry, post-trade): each entry arrives on every partition owning one of
+  its traders (on all of them when it lists a market or changes its status); a partition applies
+  the events of its own traders — `partition_for(trader)` is this partition — and market events;
 * `accounts.events` (AccountEvent): deposits are credited; risk's own outputs read back change nothing.
 
 Every balance, inventory and position change, and every shortfall flag, goes to accounts.events as
@@ -43,11 +44,12 @@ from services.common.bus import (
     TransactionalProcessor,
     decode_message,
 )
+from services.common.partitioning import partition_for
 from services.common.records import (
     AccountEvent,
     DepositConfirmed,
     RiskStateRecord,
-    TradeLogEvent,
+    TradeLogEntry,
     TraderCommand,
 )
 from services.common.topics import (
@@ -57,7 +59,7 @@ from services.common.topics import (
     RISK_CHANGELOG,
     RISK_POSTINGS,
 )
-from services.risk.core import InvalidRiskInput, RiskEngine, RiskEvent
+from services.risk.core import InvalidRiskInput, RiskEngine, RiskEvent, postings
 from services.risk.core import events as core_events
 from services.risk.core.state import export_partition, export_trader, import_state
 
@@ -161,11 +163,18 @@ class RiskService:
         return produced + _account_events(message, command.ts_init, bodies)
 
     def _posting(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
-        posting: TradeLogEvent = from_avro(TradeLogEvent, message.value)
-        trader = getattr(posting.body, "trader", None)
-        self._touch(message.partition, trader if isinstance(trader, str) else None, partition_state=True)
-        events = engine.apply_posting(posting)
-        return _account_events(message, posting.ts_event, [(e.trader, event_record(e)) for e in events])
+        """Apply the events of a trade-log entry that concern this partition's traders."""
+        entry: TradeLogEntry = from_avro(TradeLogEntry, message.value)
+
+        def owns(trader: str) -> bool:
+            return partition_for(trader, RISK_POSTINGS.partitions) == message.partition
+
+        changes: list[RiskEvent] = []
+        for posting in postings(entry, owns):
+            trader = getattr(posting.body, "trader", None)
+            self._touch(message.partition, trader if isinstance(trader, str) else None, partition_state=True)
+            changes.extend(engine.apply_posting(posting))
+        return _account_events(message, entry.ts_event, [(e.trader, event_record(e)) for e in changes])
 
     def _account_event(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
         event: AccountEvent = from_avro(AccountEvent, message.value)

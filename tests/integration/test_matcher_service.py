@@ -14,6 +14,7 @@ import pytest
 
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
+from services.common.partitioning import partition_for
 from services.common.records import MatcherCommand
 from services.common.settings import REPO_ROOT, Settings
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
@@ -51,14 +52,21 @@ def recorded_flow(bus: Bus) -> list[MatcherCommand]:
     return flow
 
 
-def _expected_trade_log(flow: list[MatcherCommand]) -> list[tuple[int, dict[str, Any]]]:
+def _expected_trade_log(flow: list[MatcherCommand]) -> list[tuple[int, list[tuple[str, dict[str, Any]]]]]:
+    """(first_seq, events) of every command's trade-log entry, as the engine alone gives them."""
     engine = MatchingEngine()
     expected = []
     for command in flow:
         result = engine.apply(command)
-        for index, event in enumerate(result.events):
-            expected.append((result.first_seq + index, to_avro(event)))
+        events = [(f"exchange.cxpt.{type(e).__name__}", to_avro(e)) for e in result.events]
+        expected.append((result.first_seq, events))
     return expected
+
+
+def _risk_partitions(events: list[tuple[str, dict[str, Any]]]) -> set[int]:
+    if any(name.endswith("MarketCreated") for name, _ in events):
+        return set(range(RISK_POSTINGS.partitions))
+    return {partition_for(body["trader"], RISK_POSTINGS.partitions) for _, body in events if "trader" in body}
 
 
 def test_trade_log_survives_sigkills_exactly(
@@ -78,23 +86,20 @@ def test_trade_log_survives_sigkills_exactly(
     assert end < len(_expected_trade_log(recorded_flow)), "the kills landed before the work was done"
     assert _start(settings).wait(180) == 0
 
-    # Expectation: the trade log is exactly what the engine alone produces — same events, same
-    # sequence numbers, each once — and every event for a trader is also on risk.postings.
+    # Expectation: the trade log is exactly what the engine alone produces — one entry per command,
+    # same events, same sequence numbers, each once — and each entry is on risk.postings, once on
+    # every partition owning one of its traders (the listing on all of them).
     expected = _expected_trade_log(recorded_flow)
     log = read_all(bus, TRADE_LOG, expect=len(expected), timeout_s=60)
-    got = [(m.value["seq"], _body(m.value)) for m in log]
-    assert len(got) == len(expected)
-    assert got == expected
-    assert len({m.value["event_id"] for m in log}) == len(log)
-    # The listing is broadcast to every risk partition; everything else goes to its trader's.
-    postings = sum(1 for _, body in expected if body.get("trader")) + RISK_POSTINGS.partitions
-    assert len(read_all(bus, RISK_POSTINGS, expect=postings, timeout_s=60)) == postings
+    assert [(m.value["first_seq"], m.value["events"]) for m in log] == expected
+    assert len({m.value["source"] for m in log}) == len(log)
+    postings = read_all(bus, RISK_POSTINGS, expect=sum(len(_risk_partitions(e)) for _, e in expected))
+    by_source: dict[str, set[int]] = {}
+    for posting in postings:
+        assert posting.partition not in by_source.setdefault(posting.value["source"], set()), "duplicate"
+        by_source[posting.value["source"]].add(posting.partition)
+    assert by_source == {m.value["source"]: _risk_partitions(m.value["events"]) for m in log}
     assert read_all(bus, MATCHER_SNAPSHOTS, expect=1), "snapshots were taken"
     # And replaying the command topic offline reproduces the live log record for record, ids included.
     _, replayed = replay_engine(read_topic_commands(bus, MATCHER_COMMANDS, None, 0, None))
     assert list(replayed) == [m.value for m in log]
-
-
-def _body(value: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = value["body"][1]  # (record name, fields) as the serde decodes a union
-    return body

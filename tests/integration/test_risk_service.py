@@ -185,6 +185,11 @@ def _body(record: Inbound) -> tuple[str, dict[str, Any]]:
     return name, body
 
 
+def _log_events(entries: list[Inbound]) -> list[tuple[str, dict[str, Any]]]:
+    """The (record name, fields) of every event in these trade-log entries, in order."""
+    return [event for entry in entries for event in entry.value["events"]]
+
+
 # -- the scenario ---------------------------------------------------------------------------------
 
 
@@ -198,7 +203,7 @@ def test_orders_pass_risk_trade_and_come_back_as_balances_and_positions(bus: Bus
         # Action: Bob rests a sell of 3 lots; Alice buys 5 through it; Alice tries 100 lots (6,500
         # USDC), Bob an order on a market that does not exist.
         _send(bus, [_place(BOB, 1, Side.SELL, 3, PRICE)])
-        trades.until(lambda r: any(_body(m)[0].endswith("OrderRested") for m in r))
+        trades.until(lambda r: any(name.endswith("OrderRested") for name, _ in _log_events(r)))
         _send(
             bus,
             [
@@ -208,8 +213,10 @@ def test_orders_pass_risk_trade_and_come_back_as_balances_and_positions(bus: Bus
             ],
         )
         # Expectation: the good orders traded 3 lots at Bob's price, 2 rest.
-        log = trades.until(lambda r: sum(_body(m)[0].endswith("OrderRested") for m in r) >= 2)
-        executed = [b for n, b in map(_body, log) if n.endswith("TradeExecuted")]
+        log = _log_events(
+            trades.until(lambda r: sum(n.endswith("OrderRested") for n, _ in _log_events(r)) >= 2)
+        )
+        executed = [b for n, b in log if n.endswith("TradeExecuted")]
         assert [(t["price"], t["size"]) for t in executed] == [(PRICE, 3)]
         # The bad ones are refused on accounts.events with their codes.
         events = accounts.until(lambda r: sum(_body(m)[0] == REJECTED for m in r) >= 2)
@@ -343,7 +350,7 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
     ledgers = [e.ledger for e in engines.values()]
     assert {oid: (o.price, o.leaves) for ledger in ledgers for oid, o in ledger.orders.items()} == books
     assert sum(p.size for ledger in ledgers for p in ledger.positions.values()) == 0
-    fills = [b for n, b in map(_body, log) if n.endswith("OrderFilled")]
+    fills = [b for n, b in _log_events(log) if n.endswith("OrderFilled")]
     assert fills, "the flow traded"
     assert sum(ledger.fees for ledger in ledgers) == sum(f["fee"] for f in fills)
     assert sum(ledger.clearing for ledger in ledgers) == -sum(

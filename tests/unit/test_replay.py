@@ -20,12 +20,13 @@ def test_sample_replays_to_byte_identical_event_files_and_matches_the_engine(tmp
     assert main(["engine", "--input", str(commands), "--output", str(second)]) == 0
     # Expectation: the same bytes both times, and the events the engine gives in process.
     assert first.read_bytes() == second.read_bytes()
-    engine = MatchingEngine()
-    expected = [to_avro(e) for c in realistic_flow(2000) for e in engine.apply(c).events]
+    engine, flow = MatchingEngine(), realistic_flow(2000)
+    expected = [to_avro(e) for c in flow for e in engine.apply(c).events]
     with first.open("rb") as fh:
         records: list[Any] = list(reader(fh, return_record_name=True, return_record_name_override=True))
-    replayed = [r["body"][1] for r in records]
+    replayed = [event for r in records for _, event in r["events"]]
     assert replayed == expected
+    assert len(records) == len(flow)  # one trade-log entry per command
 
 
 def test_commands_file_keeps_every_field(tmp_path: Path) -> None:

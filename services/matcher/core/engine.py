@@ -45,7 +45,7 @@ from services.common.records import (
     Side,
     TimeInForce,
     TradeExecuted,
-    TradeLogEvent,
+    TradeLogEntry,
 )
 from services.matcher.core.book import OrderBook, RestingOrder
 
@@ -513,23 +513,20 @@ def _refusal(command: MatcherCommand, refusal: Rejected) -> OrderRejected | Comm
     return CommandRejected(reason_code=int(refusal.code), reason=refusal.code.name, detail=refusal.detail)
 
 
-def log_records(command: MatcherCommand, result: CommandResult, source: str) -> list[TradeLogEvent]:
-    """The trade-log records of one command's result, as the service writes them.
+def log_entry(command: MatcherCommand, result: CommandResult, source: str) -> TradeLogEntry:
+    """The trade-log entry of one command's result, as the service writes it.
 
-    Event ids are `<source>:<index>` (source = the command's position, so replays reuse them);
-    events about a market that does not exist are not numbered (seq 0).
+    `source` is the command's log position: event ids derive from it (`<source>:<index>`), so
+    replays reuse them. Events about a market that does not exist are not numbered (seq 0).
     """
-    return [
-        TradeLogEvent(
-            event_id=f"{source}:{index}",
-            market=result.market,
-            seq=result.first_seq + index if result.first_seq else 0,
-            command_id=command.command_id,
-            ts_event=command.ts_init,
-            body=event,
-        )
-        for index, event in enumerate(result.events)
-    ]
+    return TradeLogEntry(
+        market=result.market,
+        first_seq=result.first_seq,
+        source=source,
+        command_id=command.command_id,
+        ts_event=command.ts_init,
+        events=result.events,
+    )
 
 
 # -- snapshots: the engine's state as plain data, and back ----------------------------------------

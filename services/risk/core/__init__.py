@@ -1,7 +1,7 @@
 """The pure risk core: pre-trade reservations and the post-trade ledger. No Kafka, no stores, no clock."""
 
 from services.common.codes import RiskReject
-from services.risk.core.engine import RiskEngine, RiskResult
+from services.risk.core.engine import Posting, RiskEngine, RiskResult, postings
 from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError, RiskError
 from services.risk.core.events import (
     BalanceChanged,
@@ -23,10 +23,12 @@ __all__ = [
     "LedgerInvariantError",
     "PositionChanged",
     "PositionUnderCollateralized",
+    "Posting",
     "RiskEngine",
     "RiskError",
     "RiskEvent",
     "RiskReject",
     "RiskResult",
     "ShortfallReason",
+    "postings",
 ]

@@ -5,20 +5,24 @@ exchange-core's R1 and R2 in one state machine:
 * **pre-trade** (`apply_command`, one `TraderCommand` from orders.commands): check the market, the
   order and the trader's free collateral, move the order's worst-case cost into a reservation, and
   forward the command to the matcher — or refuse it with a stable 2xxx code (`RiskReject`);
-* **post-trade** (`apply_posting`, one `TradeLogEvent` from risk.postings): apply what the matcher
-  did — fills move money between buckets and open or close positions, cancels and rejections give
-  reservations back, amendments re-size them.
+* **post-trade** (`apply_entry`, one `TradeLogEntry` from risk.postings, applied one `Posting` —
+  one of its events — at a time by `apply_posting`): apply what the matcher did — fills move money
+  between buckets and open or close positions, cancels and rejections give reservations back,
+  amendments re-size them.
 
-Fills are applied from the per-order `OrderFilled` events (one per side, each concerning one trader,
-which is how risk.postings is keyed); `TradeExecuted` is ignored, so nothing is applied twice.
+Fills are applied from the per-order `OrderFilled` events (one per side, each concerning one trader);
+`TradeExecuted` is ignored, so nothing is applied twice. An entry reaches every risk partition that
+owns one of its traders: each applies the events of its own traders (and market events, which
+concern every partition).
 Time exists only as `ts_init` of commands. Every step leaves `validate()` true.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from services.common.codes import RiskReject
 from services.common.records import (
@@ -41,10 +45,11 @@ from services.common.records import (
     PlaceOrder,
     RequestWithdrawal,
     Side,
-    TradeLogEvent,
+    TradeLogEntry,
     TraderCommand,
     WithdrawalRequested,
 )
+from services.matcher.core.engine import Event
 from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError
 from services.risk.core.events import BalanceChanged, ChangeReason, InventoryChanged, RiskEvent
 from services.risk.core.fills import apply_fill
@@ -52,6 +57,40 @@ from services.risk.core.ledger import Ledger, Market, Order, PendingAmend
 from services.risk.core.rules import covered_by_reservation, order_rates
 
 AccountBody = OrderRejected | WithdrawalRequested
+
+
+class Posting(NamedTuple):
+    """One event of a trade-log entry, with its position in the log."""
+
+    market: str
+    seq: int
+    """Per-market sequence number (0: the market does not exist, the event is not numbered)."""
+    event_id: str
+    command_id: str
+    ts_event: int
+    body: Event
+
+
+_MARKET_EVENTS = (MarketCreated, MarketStatusChanged)
+
+
+def _everyone(trader: str) -> bool:
+    return True
+
+
+def postings(entry: TradeLogEntry, owns: Callable[[str], bool] = _everyone) -> Iterator[Posting]:
+    """The events of `entry` risk applies: those of the traders `owns` accepts, and market events."""
+    for index, body in enumerate(entry.events):
+        trader = getattr(body, "trader", None)
+        if owns(trader) if trader is not None else isinstance(body, _MARKET_EVENTS):
+            yield Posting(
+                market=entry.market,
+                seq=entry.first_seq + index if entry.first_seq else 0,
+                event_id=f"{entry.source}:{index}",
+                command_id=entry.command_id,
+                ts_event=entry.ts_event,
+                body=body,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +391,14 @@ class RiskEngine:
 
     # -- post-trade ----------------------------------------------------------------------------
 
-    def apply_posting(self, posting: TradeLogEvent) -> list[RiskEvent]:
+    def apply_entry(self, entry: TradeLogEntry, owns: Callable[[str], bool] = _everyone) -> list[RiskEvent]:
+        """Apply the events of one trade-log entry that concern traders `owns` accepts."""
+        changes: list[RiskEvent] = []
+        for posting in postings(entry, owns):
+            changes.extend(self.apply_posting(posting))
+        return changes
+
+    def apply_posting(self, posting: Posting) -> list[RiskEvent]:
         """Apply one trade-log event; returns the changes traders see."""
         if posting.seq <= self.last_seq.get(posting.market, 0):
             return []
@@ -386,7 +432,7 @@ class RiskEngine:
         # TradeExecuted (fills come from OrderFilled), OrderRested, CommandRejected: nothing to do.
         return []
 
-    def _filled(self, posting: TradeLogEvent, fill: OrderFilled) -> list[RiskEvent]:
+    def _filled(self, posting: Posting, fill: OrderFilled) -> list[RiskEvent]:
         order = self._posted_order(posting, fill.order_id, fill.trader)
         _expect(0 < fill.last_qty <= order.leaves, f"{order.order_id}: fill of {fill.last_qty} lots")
         _expect(fill.side is order.side, f"{order.order_id}: fill on the other side")
@@ -412,7 +458,7 @@ class RiskEngine:
         self.ledger.close_if_finished(order)
         return events + self._changes(ChangeReason.ORDER_FILLED, order.order_id)
 
-    def _amended(self, posting: TradeLogEvent, amended: OrderAmended) -> list[RiskEvent]:
+    def _amended(self, posting: Posting, amended: OrderAmended) -> list[RiskEvent]:
         order = self._posted_order(posting, amended.order_id, amended.trader)
         pending = order.amend
         _expect(
@@ -437,7 +483,7 @@ class RiskEngine:
         self.ledger.release_excess(order)
         return self._changes(ChangeReason.ORDER_AMENDED, order.order_id)
 
-    def _rejected(self, posting: TradeLogEvent, rejected: OrderRejected) -> list[RiskEvent]:
+    def _rejected(self, posting: Posting, rejected: OrderRejected) -> list[RiskEvent]:
         """The matcher refused a command risk forwarded: give back what it reserved."""
         order = self.ledger.orders.get(rejected.order_id or "")
         if order is None or order.trader != rejected.trader or order.market != posting.market:
@@ -453,7 +499,7 @@ class RiskEngine:
         self.ledger.release_excess(order)
         return self._changes(ChangeReason.ORDER_REJECTED, order.order_id)
 
-    def _posted_order(self, posting: TradeLogEvent, order_id: str, trader: str) -> Order:
+    def _posted_order(self, posting: Posting, order_id: str, trader: str) -> Order:
         order = self.ledger.orders.get(order_id)
         if order is None or order.trader != trader or order.market != posting.market:
             raise LedgerInvariantError(f"{posting.event_id}: order {order_id} of {trader} is unknown to risk")

@@ -1,7 +1,7 @@
 """Risk wired to the real matcher, the way the pipeline runs them, for tests.
 
     trader command ─▶ RiskEngine.apply_command ─▶ forwarded MatcherCommands ─▶ MatchingEngine.apply
-        ─▶ trade-log events (numbered per market) ─▶ RiskEngine.apply_posting, one at a time
+        ─▶ trade-log entry ─▶ its events (numbered per market) ─▶ RiskEngine.apply_posting, one at a time
 
 `validate()` runs after every risk input. Every input risk saw is recorded, so `replay()` can feed
 the same inputs to a fresh engine and compare state hashes.
@@ -28,11 +28,10 @@ from services.common.records import (
     SetMarketStatus,
     Side,
     TimeInForce,
-    TradeLogEvent,
     TraderCommand,
 )
-from services.matcher.core.engine import MatchingEngine, log_records
-from services.risk.core import RiskEngine, RiskEvent, RiskResult
+from services.matcher.core.engine import Event, MatchingEngine, log_entry
+from services.risk.core import Posting, RiskEngine, RiskEvent, RiskResult, postings
 from services.risk.core.ledger import Position
 from tests.kit import TS_2026_11_23, btc_perp, limit_order, order_id
 
@@ -99,7 +98,7 @@ class Step:
     """What one trader command did, end to end."""
 
     result: RiskResult
-    log: list[TradeLogEvent] = field(default_factory=list)
+    log: list[Event] = field(default_factory=list)
     events: list[RiskEvent] = field(default_factory=list)
     """Risk's post-trade events for `log`."""
 
@@ -108,7 +107,7 @@ class Step:
         rejection = self.result.rejection
         if rejection is not None:
             return rejection.reason_code
-        matcher_rejections = [e.body for e in self.log if type(e.body).__name__ == "OrderRejected"]
+        matcher_rejections = [e for e in self.log if type(e).__name__ == "OrderRejected"]
         return getattr(matcher_rejections[0], "reason_code", None) if matcher_rejections else None
 
     @property
@@ -119,7 +118,7 @@ class Step:
         return order_id
 
     def bodies(self, kind: type[Any]) -> list[Any]:
-        return [e.body for e in self.log if isinstance(e.body, kind)]
+        return [e for e in self.log if isinstance(e, kind)]
 
 
 class Exchange:
@@ -136,7 +135,7 @@ class Exchange:
         self.n = 0
         self.offset = 0
         self.inputs: list[tuple[str, Any]] = []
-        self.last_log: list[TradeLogEvent] = []
+        self.last_log: list[Event] = []
         """The trade-log events of the latest command."""
         for definition in markets:
             self.admin(definition.market, CreateMarket(definition=definition))
@@ -164,12 +163,13 @@ class Exchange:
         """Run `command` through the matcher and post every event it caused to risk."""
         self.offset += 1
         events: list[RiskEvent] = []
-        for posting in log_records(command, self.matcher.apply(command), f"trade.log:0:{self.offset}"):
-            self.last_log.append(posting)
+        entry = log_entry(command, self.matcher.apply(command), f"matcher.commands:0:{self.offset}")
+        self.last_log.extend(entry.events)
+        for posting in postings(entry):
             events.extend(self.post(posting))
         return events
 
-    def post(self, posting: TradeLogEvent) -> list[RiskEvent]:
+    def post(self, posting: Posting) -> list[RiskEvent]:
         self.inputs.append(("posting", posting))
         events = self.risk.apply_posting(posting)
         self.risk.validate()
@@ -295,7 +295,7 @@ class Exchange:
 
     def bodies(self, kind: type[Any]) -> list[Any]:
         """Bodies of type `kind` among the trade-log events of the latest command."""
-        return [e.body for e in self.last_log if isinstance(e.body, kind)]
+        return [e for e in self.last_log if isinstance(e, kind)]
 
     def free(self, trader: str) -> int:
         return self.risk.ledger.free_usdc(trader)

@@ -19,10 +19,9 @@ from services.common.records import (
     OrderRejected,
     Side,
     TradeExecuted,
-    TradeLogEvent,
     WithdrawalRequested,
 )
-from services.risk.core import InvalidRiskInput, LedgerInvariantError, RiskEngine
+from services.risk.core import InvalidRiskInput, LedgerInvariantError, Posting, RiskEngine
 from tests.kit import ALICE, BOB, btc_perp
 from tests.unit.risk.exchange import ALL_MARKETS, USDC, Exchange
 
@@ -132,13 +131,17 @@ def test_a_posting_seen_before_is_ignored() -> None:
 
 def test_trade_executed_is_not_applied_fills_come_from_order_filled() -> None:
     # State: a fill happened; take its TradeExecuted event.
-    x = exchange_with_open_orders_positions_and_holdings()
-    trade = next(
-        item for kind, item in x.inputs if kind == "posting" and isinstance(item.body, TradeExecuted)
-    )
+    x = Exchange(*ALL_MARKETS)
+    x.deposit(ALICE, 1_000 * USDC)
+    x.deposit(BOB, 1_000 * USDC)
+    x.place(BOB, PERP, Side.SELL, 1, 500_000)
+    x.place(ALICE, PERP, Side.BUY, 1, 500_000)
+    (trade,) = x.bodies(TradeExecuted)
     ledger_before = x.risk.ledger.state()
     # Action: post it again under a new sequence number.
-    x.risk.apply_posting(replace(trade, seq=10_000))
+    x.risk.apply_posting(
+        Posting(PERP, seq=10_000, event_id="t:0:9:0", command_id="c", ts_event=0, body=trade)
+    )
     # Expectation: the ledger is unchanged.
     assert x.risk.ledger.state() == ledger_before
 
@@ -159,7 +162,7 @@ def test_fill_for_an_order_risk_never_forwarded_fails_loudly() -> None:
         leaves_qty=0,
         fee=0,
     )
-    posting = TradeLogEvent(event_id="t:0:1:0", market=PERP, seq=1, command_id="c", ts_event=0, body=fill)
+    posting = Posting(event_id="t:0:1:0", market=PERP, seq=1, command_id="c", ts_event=0, body=fill)
     # Action / Expectation: a broken invariant, not a silent skip.
     with pytest.raises(LedgerInvariantError, match="unknown to risk"):
         engine.apply_posting(posting)
@@ -182,7 +185,7 @@ def test_fill_disagreeing_with_risk_on_leaves_fails_loudly() -> None:
         leaves_qty=5,
         fee=0,
     )
-    posting = TradeLogEvent(event_id="t:0:9:0", market=PERP, seq=99, command_id="c", ts_event=0, body=fill)
+    posting = Posting(event_id="t:0:9:0", market=PERP, seq=99, command_id="c", ts_event=0, body=fill)
     # Action / Expectation: the matcher and risk disagree: fail.
     with pytest.raises(LedgerInvariantError, match="leaves/cum"):
         x.risk.apply_posting(posting)
