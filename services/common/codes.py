@@ -1,5 +1,7 @@
 """Stable business codes. The thousands digit names the stage (exchange-core style):
 
+* 1xxx — order gateway: signature (100x), replay protection (100x), idempotency (101x), rate
+  limiting (102x), request validation (103x), authentication (104x), market lookup (105x);
 * 2xxx — risk (pre-trade collateral checks);
 * 3xxx — matcher rejections; 31xx — why an order left the book without filling completely.
 
@@ -10,6 +12,44 @@ Codes are part of the public API (events, REST errors): never renumber, only add
 from __future__ import annotations
 
 from enum import IntEnum
+
+
+class GatewayReject(IntEnum):
+    """Why a trader's request was refused at the gateway stage: signature, replay, request checks
+    (rules in docs/signing.md)."""
+
+    INVALID_SIGNATURE = 1001
+    """Not a 65-byte r‖s‖v signature with v in {27, 28}, or no address can be recovered from it."""
+    SIGNER_MISMATCH = 1002
+    """The recovered signer is not the struct's trader (also what a wrong chain id or contract gives)."""
+    SIGNATURE_EXPIRED = 1003
+    """The struct's deadline is before the command time."""
+    NONCE_REUSED = 1004
+    """The signer already used this nonce."""
+    NONCE_TOO_OLD = 1005
+    """Older than 2 days, or not above the smallest of the signer's 100 most recent nonces."""
+    NONCE_TOO_FAR_AHEAD = 1006
+    """More than 1 day after the command time."""
+    MALLEABLE_SIGNATURE = 1007
+    """High-s signature (EIP-2): the low-s twin of the same signature is the only one accepted."""
+    IDEMPOTENCY_KEY_REUSED = 1010
+    """The Idempotency-Key was already used by this trader for a different request (HTTP 422)."""
+    IDEMPOTENCY_IN_PROGRESS = 1011
+    """The first request with this Idempotency-Key has not been answered yet (HTTP 409)."""
+    RATE_LIMITED = 1020
+    """Too many requests for this IP or API key; Retry-After says when to come back (HTTP 429)."""
+    INVALID_REQUEST = 1030
+    """The request does not parse or a field is out of range (HTTP 400)."""
+    BODY_TOO_LARGE = 1031
+    """The request body exceeds the gateway's limit (HTTP 413)."""
+    UNAUTHENTICATED = 1040
+    """No valid credentials (HTTP 401)."""
+    FORBIDDEN = 1041
+    """Valid credentials, but not allowed to do this (HTTP 403)."""
+    UNKNOWN_MARKET = 1050
+    """No market with this symbol."""
+    MARKET_NOT_ACTIVE = 1051
+    """The market exists but does not take this command now (paused, settled, deleted)."""
 
 
 class RiskReject(IntEnum):
@@ -69,6 +109,8 @@ def markdown_table() -> str:
     """Every code as a Markdown table, for docs/error-codes.md."""
     rows = ["| code | name | stage |", "|---|---|---|"]
     for enum, stage in (
+        (GatewayReject, "gateway: request refused"),
+        (RiskReject, "risk: command refused"),
         (MatcherReject, "matcher: command refused"),
         (CancelReason, "matcher: order left the book"),
     ):
