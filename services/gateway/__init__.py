@@ -1,0 +1,1 @@
+"""order-gateway: signed REST commands → orders.commands (keyed by trader)."""
