@@ -17,8 +17,9 @@ bug, and telling it so beats a 409 that invites it to retry. Keys are scoped per
 store is keyed by (trader, key) — so one trader's key can never answer another's request.
 
 Idempotency here is about *answers*: a command can never *run* twice anyway, because its signed
-nonce is spent in `nonces.ReplayGuard`. So losing an entry (TTL, store outage) costs a client a
-refusal it would not otherwise have seen, never a double execution. An IN_FLIGHT entry gets a
+nonce is spent in `services.common.nonces.ReplayGuard` (risk's is the authority). So losing an
+entry (TTL, store outage) costs a client a refusal it would not otherwise have seen, never a double
+execution. An IN_FLIGHT entry gets a
 short TTL, so a gateway that dies mid-request blocks its key only for that long; a COMPLETED one
 keeps the answer for a day.
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.codes import GatewayReject
-from services.gateway.core.nonces import (
+from services.common.nonces import (
     ACCEPTED,
     Accepted,
     NonceInvariantError,
