@@ -1,5 +1,6 @@
-"""Replay protection: the window, the per-signer set, pruning, snapshots — and, whatever the
-sequence of commands, no nonce accepted twice for a signer."""
+"""Replay protection: the window, the per-signer set, pruning, snapshots (whole, and one signer at a
+time as risk keeps them) — and, whatever the sequence of commands, no nonce accepted twice for a
+signer."""
 
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ class WindowCase(NamedTuple):
 def test_the_window_around_the_command_time(guard: ReplayGuard, case: WindowCase) -> None:
     # State: a guard that has seen nothing.  Action / Expectation:
     assert guard.use(ALICE, case.nonce, NOW, deadline=case.deadline) == case.expected
+
+
+def test_without_a_deadline_only_the_nonce_is_checked(guard: ReplayGuard) -> None:
+    """Risk's call: the Avro command carries no deadline (the gateway checked it)."""
+    assert guard.use(ALICE, NOW, NOW, deadline=None) == ACCEPTED
+    assert guard.use(ALICE, NOW, NOW, deadline=None) == REUSED
+    assert guard.use(ALICE, NOW - 2 * DAY - 1, NOW, deadline=None) == TOO_OLD
+    assert guard.use(ALICE, NOW + DAY + 1, NOW, deadline=None) == TOO_FAR_AHEAD
 
 
 def test_a_nonce_is_accepted_once_per_signer(guard: ReplayGuard) -> None:
@@ -158,7 +167,95 @@ def test_a_pruned_nonce_stays_refused_even_for_an_earlier_clock(guard: ReplayGua
     assert replay == TOO_OLD
 
 
+def test_prune_signer_forgets_one_signers_old_nonces_and_keeps_them_refused(guard: ReplayGuard) -> None:
+    # State: Alice signed three days ago and an hour ago; Bob three days ago.
+    guard.use(ALICE, NOW - 3 * DAY, NOW - 3 * DAY, deadline=None)
+    guard.use(ALICE, NOW - 60 * MINUTE, NOW, deadline=None)
+    guard.use(BOB, NOW - 3 * DAY, NOW - 3 * DAY, deadline=None)
+
+    # Action.
+    forgotten = guard.prune_signer(ALICE, NOW)
+
+    # Expectation: only Alice's old nonce is gone; Bob and the guard's floor are untouched.
+    assert forgotten == 1
+    assert guard.export_signer(ALICE) == {"floor": NOW - 2 * DAY, "nonces": [NOW - 60 * MINUTE]}
+    assert guard.export_signer(BOB) == {"floor": 0, "nonces": [NOW - 3 * DAY]}
+    assert guard.floor == 0
+    # A replay stamped three days ago (a clock whose window would allow it) is still refused.
+    assert guard.use(ALICE, NOW - 3 * DAY, NOW - 3 * DAY, deadline=None) == TOO_OLD
+
+
+def test_prune_signer_keeps_the_floor_of_a_signer_it_empties(guard: ReplayGuard) -> None:
+    guard.use(ALICE, NOW, NOW, deadline=None)
+
+    guard.prune_signer(ALICE, NOW + 2 * DAY + 1)
+
+    assert len(guard) == 0
+    assert guard.signers() == [ALICE]
+    assert guard.export_signer(ALICE) == {"floor": NOW + 1, "nonces": []}
+    assert guard.use(ALICE, NOW, NOW + 2 * DAY - 1, deadline=None) == TOO_OLD
+
+
+def test_eviction_raises_the_signers_floor_past_the_evicted_nonce() -> None:
+    # State: Alice's set (capacity 3) is full; a fourth nonce evicts the smallest.
+    guard = ReplayGuard(capacity=3)
+    for nonce in (NOW - 60, NOW - 40, NOW, NOW + 1):
+        guard.use(ALICE, nonce, NOW, deadline=None)
+
+    # Expectation: her part stands on its own — a guard with a larger capacity still refuses it.
+    assert guard.export_signer(ALICE) == {"floor": NOW - 59, "nonces": [NOW - 40, NOW, NOW + 1]}
+    larger = ReplayGuard(capacity=100)
+    larger.import_signer(ALICE, guard.export_signer(ALICE))
+    assert larger.use(ALICE, NOW - 60, NOW, deadline=None) == TOO_OLD
+    assert larger.use(ALICE, NOW - 50, NOW, deadline=None) == ACCEPTED  # never used: a gap
+
+
 # -- snapshots ---------------------------------------------------------------------------------------
+
+
+def test_export_import_signer_by_signer_gives_the_same_hash_and_answers() -> None:
+    # State.
+    guard = guard_alice_full_with_nonces_now_minus_99_to_now()
+    guard.use(BOB, NOW - 3 * DAY, NOW - 3 * DAY, deadline=None)
+    guard.use(BOB, NOW, NOW, deadline=None)
+    guard.prune_signer(BOB, NOW)
+
+    # Action: every signer's part into a fresh guard, as risk recovers traders from its changelog.
+    restored = ReplayGuard()
+    for signer in guard.signers():
+        restored.import_signer(signer, guard.export_signer(signer))
+
+    # Expectation.
+    assert restored.state_hash() == guard.state_hash()
+    for signer, nonce in [(ALICE, NOW - 100), (ALICE, NOW), (BOB, NOW - 3 * DAY), (BOB, NOW + 1)]:
+        assert restored.check(signer, nonce, NOW, deadline=None) == guard.check(
+            signer, nonce, NOW, deadline=None
+        )
+
+
+def test_import_signer_replaces_and_none_clears(guard: ReplayGuard) -> None:
+    guard.use(ALICE, NOW, NOW, deadline=None)
+
+    guard.import_signer(ALICE, {"floor": 0, "nonces": [NOW + 1]})
+    assert guard.export_signer(ALICE) == {"floor": 0, "nonces": [NOW + 1]}
+    guard.import_signer(ALICE, None)
+    assert guard.export_signer(ALICE) is None
+    assert guard.signers() == []
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        {"floor": 0, "nonces": [NOW, NOW - 1]},
+        {"floor": 0, "nonces": [NOW, NOW]},
+        {"floor": NOW + 1, "nonces": [NOW]},
+        {"floor": 0, "nonces": list(range(101))},
+    ],
+    ids=["unsorted", "duplicated", "below-floor", "over-capacity"],
+)
+def test_import_signer_refuses_a_corrupt_part(corrupt: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="nonce state of"):
+        ReplayGuard().import_signer(ALICE, corrupt)
 
 
 def test_export_import_gives_the_same_hash_and_the_same_answers() -> None:
@@ -195,8 +292,19 @@ def test_the_hash_changes_with_the_state(guard: ReplayGuard) -> None:
         {"signers": [[ALICE, []]]},  # an empty set is never kept
         {"capacity": 1, "signers": [[ALICE, [NOW - 1, NOW]]]},  # over capacity
         {"floor": NOW + 1, "signers": [[ALICE, [NOW]]]},  # below the floor
+        {"floors": [[ALICE, NOW + 1]], "signers": [[ALICE, [NOW]]]},  # below the signer's floor
+        {"floor": NOW, "floors": [[ALICE, NOW]]},  # a signer's floor not above the guard's
     ],
-    ids=["format", "unsorted", "duplicated", "empty", "over-capacity", "below-floor"],
+    ids=[
+        "format",
+        "unsorted",
+        "duplicated",
+        "empty",
+        "over-capacity",
+        "below-floor",
+        "below-signer-floor",
+        "redundant-signer-floor",
+    ],
 )
 def test_import_refuses_a_corrupt_state(corrupt: dict[str, object]) -> None:
     state = ReplayGuard().export_state() | corrupt
@@ -216,13 +324,15 @@ steps = st.lists(
         # a replay of any nonce tried before (accepted, refused or evicted since)
         st.tuples(st.just("replay"), st.integers(min_value=0), clock_moves),
         st.tuples(st.just("prune"), st.just(0), clock_moves),
+        st.tuples(st.just("prune_signer"), st.just(0), clock_moves),
         st.tuples(st.just("snapshot"), st.just(0), st.just(0)),
+        st.tuples(st.just("snapshot_signers"), st.just(0), st.just(0)),
     ),
     max_size=200,
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     steps=steps,
     signers=st.lists(st.sampled_from(SIGNERS), min_size=200, max_size=200),
@@ -248,8 +358,17 @@ def test_no_nonce_is_ever_accepted_twice_for_a_signer(
                 accepted.add((signer, nonce))
         elif action == "prune":
             guard.prune(now)
-        else:
+        elif action == "prune_signer":
+            guard.prune_signer(new_signer, now)
+        elif action == "snapshot":
             guard = ReplayGuard.import_state(guard.export_state())
+        elif action == "snapshot_signers":  # the way risk keeps it: one part per signer
+            restored = ReplayGuard(capacity=capacity, max_age_us=20, max_ahead_us=10)
+            restored.floor = guard.floor
+            for signer in guard.signers():
+                restored.import_signer(signer, guard.export_signer(signer))
+            assert restored.state_hash() == guard.state_hash()
+            guard = restored
         guard.validate()
 
 
@@ -257,8 +376,11 @@ def test_no_nonce_is_ever_accepted_twice_for_a_signer(
 @given(
     gaps=st.lists(st.integers(min_value=1, max_value=DAY), min_size=1, max_size=300),
     lag=st.integers(min_value=-DAY, max_value=2 * DAY),
+    per_signer=st.booleans(),
 )
-def test_increasing_nonces_inside_the_window_are_always_accepted(gaps: list[int], lag: int) -> None:
+def test_increasing_nonces_inside_the_window_are_always_accepted(
+    gaps: list[int], lag: int, per_signer: bool
+) -> None:
     """Liveness: a client stamping nonces from its clock, however far that clock is off within the
     window, is never refused."""
     guard = ReplayGuard()
@@ -267,5 +389,8 @@ def test_increasing_nonces_inside_the_window_are_always_accepted(gaps: list[int]
         nonce += gap
         now = nonce + lag  # the exchange's clock, `lag` behind or ahead of the client's
         assert guard.use(ALICE, nonce, now, deadline=now) == ACCEPTED
-        guard.prune(now)
+        if per_signer:
+            guard.prune_signer(ALICE, now)
+        else:
+            guard.prune(now)
     guard.validate()
