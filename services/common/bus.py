@@ -107,13 +107,13 @@ class Bus:
         self.settings = settings
         self.registry = registry or registry_for(settings.schema_registry_url)
         self._serdes: dict[str, AvroSerde] = {}
-        self._topics: dict[TopicSpec, TopicSpec] = {}
+        self._topics: dict[str, TopicSpec] = {}
 
     def topic(self, spec: TopicSpec) -> TopicSpec:
         """The declared topic under this environment's prefix."""
-        found = self._topics.get(spec)
+        found = self._topics.get(spec.name)
         if found is None:  # called for every record produced: build each prefixed spec once
-            found = self._topics[spec] = prefixed(spec, self.settings.topic_prefix)
+            found = self._topics[spec.name] = prefixed(spec, self.settings.topic_prefix)
         return found
 
     def all_topics(self) -> list[TopicSpec]:

@@ -46,6 +46,29 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # -- order gateway -------------------------------------------------------------------------
+    chain_id: int = Field(31337, description="EIP-712 domain chain id (31337: the local anvil)")
+    vault_address: str = Field(
+        "0x000000000000000000000000000000000000dead",
+        description="EIP-712 verifying contract: the Vault (a placeholder until one is deployed)",
+    )
+    gateway_session_secret: str | None = Field(
+        None, description="HS256 key for read-session tokens; unset: a random one per process"
+    )
+    session_max_s: int = Field(86_400, ge=60, description="longest read session a signature may open")
+    admin_jwt_key: str | None = Field(
+        None, description="admin JWT verification key: an HS256 secret or a PEM public key"
+    )
+    admin_jwks_url: str | None = Field(None, description="admin JWT keys from an OIDC JWKS endpoint")
+    admin_jwt_audience: str | None = None
+    admin_jwt_issuer: str | None = None
+    admin_groups_claim: str = Field("cognito:groups", description="JWT claim listing the caller's groups")
+    admin_group: str = Field("admin", description="group allowed on /admin routes")
+    ack_timeout_ms: int = Field(2_000, ge=0, description="how long POST /orders waits for the matcher")
+    rate_limit_burst: int = Field(200, ge=1, description="token bucket size per IP and per trader")
+    rate_limit_per_s: int = Field(100, ge=1, description="token refill per second per IP and per trader")
+    max_body_bytes: int = Field(16_384, ge=256, description="largest request body the gateway reads")
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]

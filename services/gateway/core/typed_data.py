@@ -74,10 +74,19 @@ AMEND_TYPE: Final = (
 WITHDRAWAL_TYPE: Final = (
     "Withdrawal(address trader,bytes16 withdrawalId,uint64 amount,bool asCxpt,uint64 nonce,uint64 deadline)"
 )
+SESSION_TYPE: Final = "Session(address trader,uint64 nonce,uint64 deadline)"
 
 TYPE_STRINGS: Final[dict[str, str]] = {
     text[: text.index("(")]: text
-    for text in (DOMAIN_TYPE, ORDER_TYPE, CANCEL_TYPE, CANCEL_ALL_TYPE, AMEND_TYPE, WITHDRAWAL_TYPE)
+    for text in (
+        DOMAIN_TYPE,
+        ORDER_TYPE,
+        CANCEL_TYPE,
+        CANCEL_ALL_TYPE,
+        AMEND_TYPE,
+        WITHDRAWAL_TYPE,
+        SESSION_TYPE,
+    )
 }
 """Primary type name → its EIP-712 type string."""
 
@@ -380,7 +389,24 @@ class Withdrawal(_Struct):
         self._validate()
 
 
-Struct = Order | Cancel | CancelAll | Amend | Withdrawal
+@dataclass(frozen=True, slots=True)
+class Session(_Struct):
+    """Open a read session (`POST /sessions`): proves the trader holds the key, moves no money.
+
+    Off-chain only: the Vault never verifies it. `deadline` also bounds the session's lifetime.
+    """
+
+    TYPE_STRING: ClassVar[str] = SESSION_TYPE
+
+    trader: str
+    nonce: int
+    deadline: int
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+
+Struct = Order | Cancel | CancelAll | Amend | Withdrawal | Session
 """Anything a trader signs."""
 
 

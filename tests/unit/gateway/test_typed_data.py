@@ -77,6 +77,7 @@ TYPE_HASHES = {
     "CancelAll": "09393e113070f317b8530a4c1c67f09fac090074da9c960637f5ee19f1d93895",
     "Amend": "83449a155dafbe92404cd8343b6dabd81f7eac251415899d7c5b90e2957457d4",
     "Withdrawal": "b35ab9915b2a84085810e68c8007d654b6bd3ea3bd43f66f95cb190442a1ecfb",
+    "Session": "60cdf109538f11e8f5b054fa03e9ab9da60f9421d78c1cd6d92ac377b44b4605",
 }
 
 ONE_OF_EACH: list[Struct] = [

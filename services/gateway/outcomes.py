@@ -1,0 +1,121 @@
+"""What became of a command the gateway sent: read from the records it caused. Pure.
+
+Every record a command causes carries its correlation id (the command id, in the
+`cxpt-correlation-id` header, which risk and the matcher copy from input to output). The gateway
+waits for the first *decisive* one:
+
+=================  ================================================  ===============================
+topic              record                                            outcome
+=================  ================================================  ===============================
+accounts.events    `OrderRejected` (risk refused the command)        REJECTED with risk's 2xxx code
+accounts.events    `WithdrawalRequested`                             ACCEPTED (money set aside)
+trade.log          the command's entry (the matcher decided)         from the entry's events
+=================  ================================================  ===============================
+
+Risk's other outputs for the command (balance changes of the reservation) are not decisive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from services.common.records import (
+    CommandRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderRested,
+    TradeLogEntry,
+    WithdrawalRequested,
+)
+
+
+class OrderStatus(StrEnum):
+    """An order's status as the gateway reports it (FIX OrdStatus names)."""
+
+    PENDING = "PENDING"
+    """Sent, not decided within the wait: poll `GET /orders`."""
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    ACCEPTED = "ACCEPTED"
+    """A non-order command (cancel, withdrawal, admin) that took effect."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The decision about one command."""
+
+    status: OrderStatus
+    filled_qty: int = 0
+    leaves_qty: int = 0
+    cancelled_qty: int = 0
+    code: int | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status.value,
+            "filledQty": self.filled_qty,
+            "leavesQty": self.leaves_qty,
+        }
+        if self.cancelled_qty:
+            body["cancelledQty"] = self.cancelled_qty
+        if self.code is not None:
+            body |= {"code": self.code, "reason": self.reason}
+        return body
+
+
+PENDING = Outcome(OrderStatus.PENDING)
+
+
+def account_outcome(body: object) -> Outcome | None:
+    """The outcome an accounts.events body decides, or None if it is not decisive."""
+    if isinstance(body, OrderRejected):
+        return Outcome(OrderStatus.REJECTED, code=body.reason_code, reason=body.reason)
+    if isinstance(body, WithdrawalRequested):
+        return Outcome(OrderStatus.ACCEPTED)
+    return None
+
+
+def entry_outcome(entry: TradeLogEntry, order_id: str | None) -> Outcome:
+    """The outcome of the command behind `entry`: for `order_id`'s order if it placed one."""
+    events = entry.events
+    for event in events:
+        if isinstance(event, OrderRejected | CommandRejected):
+            return Outcome(OrderStatus.REJECTED, code=event.reason_code, reason=event.reason)
+    if order_id is None:
+        cancelled = sum(e.cancelled_qty for e in events if isinstance(e, OrderCancelled))
+        return Outcome(OrderStatus.ACCEPTED, cancelled_qty=cancelled)
+    return _order_outcome(events, order_id)
+
+
+def _order_outcome(events: list[Any], order_id: str) -> Outcome:
+    size = filled = cancelled = 0
+    rested = False
+    for event in events:
+        if getattr(event, "order_id", None) != order_id:
+            continue
+        if isinstance(event, OrderAccepted):
+            size = event.size
+        elif isinstance(event, OrderFilled):
+            filled = event.cum_qty
+        elif isinstance(event, OrderCancelled):
+            cancelled += event.cancelled_qty
+        elif isinstance(event, OrderRested):
+            rested = True
+    leaves = size - filled - cancelled
+    if filled == size and size:
+        status = OrderStatus.FILLED
+    elif cancelled:
+        status = OrderStatus.CANCELLED
+    elif rested and filled:
+        status = OrderStatus.PARTIALLY_FILLED
+    else:
+        status = OrderStatus.NEW
+    return Outcome(status, filled_qty=filled, leaves_qty=max(leaves, 0), cancelled_qty=cancelled)
