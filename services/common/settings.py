@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     # -- order gateway -------------------------------------------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="address the gateway listens on")
+    gateway_port: int = Field(8080, description="port the gateway listens on")
     chain_id: int = Field(31337, description="EIP-712 domain chain id (31337: the local anvil)")
     vault_address: str = Field(
         "0x000000000000000000000000000000000000dead",
