@@ -2,7 +2,7 @@
 
 * 1xxx — order gateway: signature (100x), replay protection (100x), idempotency (101x), rate
   limiting (102x), request validation (103x), authentication (104x), market lookup (105x);
-* 2xxx — risk (pre-trade collateral checks);
+* 2xxx — risk (pre-trade collateral checks, and the authoritative replay check of signed nonces);
 * 3xxx — matcher rejections; 31xx — why an order left the book without filling completely.
 
 Codes are part of the public API (events, REST errors): never renumber, only add.
@@ -67,6 +67,13 @@ class RiskReject(IntEnum):
     INVALID_WITHDRAWAL = 2010
     DUPLICATE_WITHDRAWAL_ID = 2011
     WITHDRAWAL_EXPIRED = 2012
+    NONCE_REUSED = 2013
+    """The trader already used this nonce (risk is the authority: docs/risk.md, Replay)."""
+    NONCE_TOO_OLD = 2014
+    """Older than 2 days before the command time, or not above the smallest of the trader's 100
+    most recent nonces (or below a floor risk keeps where it forgot older ones)."""
+    NONCE_TOO_FAR_AHEAD = 2015
+    """More than 1 day after the command time."""
     UNSUPPORTED_COMMAND = 2099
 
 
