@@ -62,8 +62,9 @@ def order_id(n: int) -> str:
 
 
 def limit_order(n: int, side: Side, size: int, price: int, **options: Any) -> PlaceOrder:
-    """The n-th order of a flow: a GTC limit on BTC-PERP, ids order_id(n) and c<n>; `options`
-    override any PlaceOrder field (market included)."""
+    """The n-th order of a flow: a GTC limit on BTC-PERP, ids order_id(n) and c<n>, nonce the µs
+    timestamp TS_2026_11_23 + n (unique per n, inside risk's window around the flows' ts_init);
+    `options` override any PlaceOrder field (market and nonce included)."""
     fields: dict[str, Any] = {
         "market": "BTC-PERP",
         "order_id": order_id(n),
@@ -73,7 +74,7 @@ def limit_order(n: int, side: Side, size: int, price: int, **options: Any) -> Pl
         "price": price,
         "size": size,
         "time_in_force": TimeInForce.GTC,
-        "nonce": n,
+        "nonce": TS_2026_11_23 + n,
         "signature": b"",
     } | options
     return PlaceOrder(**fields)

@@ -2,9 +2,11 @@
 
 exchange-core's R1 and R2 in one state machine:
 
-* **pre-trade** (`apply_command`, one `TraderCommand` from orders.commands): check the market, the
-  order and the trader's free collateral, move the order's worst-case cost into a reservation, and
-  forward the command to the matcher — or refuse it with a stable 2xxx code (`RiskReject`);
+* **pre-trade** (`apply_command`, one `TraderCommand` from orders.commands): spend the command's
+  signed nonce (risk is the authority on replays: it alone sees every command of a trader, once,
+  with state that survives crashes), check the market, the order and the trader's free
+  collateral, move the order's worst-case cost into a reservation, and forward the command to the
+  matcher — or refuse it with a stable 2xxx code (`RiskReject`);
 * **post-trade** (`apply_entry`, one `TradeLogEntry` from risk.postings, applied one `Posting` —
   one of its events — at a time by `apply_posting`): apply what the matcher did — fills move money
   between buckets and open or close positions, cancels and rejections give reservations back,
@@ -24,7 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from services.common.codes import RiskReject
+from services.common.codes import GatewayReject, RiskReject
+from services.common.nonces import NonceInvariantError, NonceRejected, ReplayGuard
 from services.common.records import (
     AccountEvent,
     AmendOrder,
@@ -57,6 +60,13 @@ from services.risk.core.ledger import Ledger, Market, Order, PendingAmend
 from services.risk.core.rules import covered_by_reservation, order_rates
 
 AccountBody = OrderRejected | WithdrawalRequested
+
+_NONCE_CODES = {
+    GatewayReject.NONCE_REUSED: RiskReject.NONCE_REUSED,
+    GatewayReject.NONCE_TOO_OLD: RiskReject.NONCE_TOO_OLD,
+    GatewayReject.NONCE_TOO_FAR_AHEAD: RiskReject.NONCE_TOO_FAR_AHEAD,
+}
+"""The guard's verdicts as risk's codes (no deadline reaches risk, so never SIGNATURE_EXPIRED)."""
 
 
 class Posting(NamedTuple):
@@ -127,7 +137,8 @@ class RiskResult:
 
 
 class _Refused(Exception):
-    """Internal: stops a command with a refusal. Raised before any state has changed."""
+    """Internal: stops a command with a refusal. Raised before any state has changed (but the
+    command's nonce, which is spent before anything else is checked)."""
 
     def __init__(self, code: RiskReject, detail: str) -> None:
         self.code = code
@@ -142,6 +153,8 @@ class RiskEngine:
         self.markets: dict[str, Market] = {}
         self.last_seq: dict[str, int] = {}
         """Per market, the highest trade-log seq applied; older postings are replays and ignored."""
+        self.nonces = ReplayGuard()
+        """The nonces the partition's traders signed: the authoritative replay check."""
         self._before: dict[str, tuple[int, int, int, int]] = {}
         self._before_holding: dict[tuple[str, str], tuple[int, int]] = {}
 
@@ -228,6 +241,7 @@ class RiskEngine:
         reason, ref = ChangeReason.ORDER_PLACED, getattr(body, "order_id", None) or ""
         account_events: list[AccountBody] = []
         try:
+            self._spend_nonce(command)  # first, and kept whatever follows
             if isinstance(body, PlaceOrder):
                 forward = [self._place(command, body)]
             elif isinstance(body, CancelOrder):
@@ -246,6 +260,18 @@ class RiskEngine:
         except _Refused as refusal:
             return RiskResult(command, (), (_rejection(command, refusal),), ())
         return RiskResult(command, tuple(forward), tuple(account_events), tuple(self._changes(reason, ref)))
+
+    def _spend_nonce(self, command: TraderCommand) -> None:
+        """Refuse a replayed or out-of-window nonce; otherwise record it — whatever the command's
+        fate afterwards: the signature is consumed (Hyperliquid's rule), so a signed message runs
+        at most once, even after a refusal for collateral. The command time is `ts_init`; the
+        deadline was the gateway's to check (the Avro command does not carry it)."""
+        trader, nonce, now = command.trader, command.body.nonce, command.ts_init
+        verdict = self.nonces.check(trader, nonce, now, deadline=None)
+        if isinstance(verdict, NonceRejected):
+            raise _Refused(_NONCE_CODES[verdict.code], f"nonce {nonce} at command time {now}")
+        self.nonces.prune_signer(trader, now)
+        self.nonces.record(trader, nonce)
 
     def _place(self, command: TraderCommand, order: PlaceOrder) -> MatcherCommand:
         market = self._trading_market(order.market)
@@ -561,7 +587,12 @@ class RiskEngine:
     # -- checking ------------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise LedgerInvariantError unless the ledger balances exactly and every bucket agrees."""
+        """Raise LedgerInvariantError unless the ledger balances exactly and every bucket agrees,
+        and the nonce sets are well-formed."""
+        try:
+            self.nonces.validate()
+        except NonceInvariantError as error:
+            raise LedgerInvariantError(f"nonces: {error}") from error
         for order in self.ledger.orders.values():
             _expect(order.market in self.markets, f"order {order.order_id} on unknown market {order.market}")
         for _, symbol in self.ledger.positions:
@@ -571,7 +602,7 @@ class RiskEngine:
     def state_hash(self) -> str:
         """A digest of the whole state; the same inputs in the same order give the same hash."""
         markets = sorted((s, repr(m.definition), m.status.value) for s, m in self.markets.items())
-        state = (markets, sorted(self.last_seq.items()), self.ledger.state())
+        state = (markets, sorted(self.last_seq.items()), self.ledger.state(), self.nonces.state_hash())
         return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
 
 

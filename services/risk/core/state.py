@@ -4,8 +4,9 @@ The risk service keeps its state in a compacted changelog (one record per trader
 partition), so the state splits in two:
 
 * **trader state** (`export_trader`): the trader's USDC buckets and pending withdrawals, their open
-  orders (with reservations and in-flight amendments), positions, synth holdings and the ids of the
-  deposits credited to them (the dedupe set, split by trader so it does not grow a shared record);
+  orders (with reservations and in-flight amendments), positions, synth holdings, the ids of the
+  deposits credited to them (the dedupe set, split by trader so it does not grow a shared record)
+  and the nonces they signed (their part of the replay guard: at most 100, and a floor);
 * **partition state** (`export_partition`): everything not owned by one trader — the markets,
   the per-market trade-log watermarks, the exchange accounts (FEES, CLEARING, INSURANCE), synth
   lots in clearing and deposited, and the deposit/withdrawal totals.
@@ -25,8 +26,10 @@ from services.risk.core.engine import RiskEngine
 from services.risk.core.ledger import Account, Holding, Market, Order, PendingAmend, Position
 from services.risk.core.rules import Rates
 
-FORMAT = 1
-"""Version of the exported layout; `import_state` refuses others."""
+FORMAT = 2
+"""Version of the exported layout; `import_state` reads it and the ones in `READABLE`."""
+READABLE = frozenset({1, FORMAT})
+"""1: before trader states carried `nonces` (read as none spent)."""
 
 TraderState = dict[str, Any]
 PartitionState = dict[str, Any]
@@ -40,6 +43,7 @@ def traders(engine: RiskEngine) -> list[str]:
     found.update(t for t, _ in ledger.positions)
     found.update(t for t, _ in ledger.holdings)
     found.update(ledger.trader_deposit_ids)
+    found.update(engine.nonces.signers())
     return sorted(found)
 
 
@@ -74,6 +78,7 @@ def export_trader(engine: RiskEngine, trader: str) -> TraderState:
         "holdings": [
             [market, h.held, h.reserved] for (t, market), h in ledger.holdings.items() if t == trader
         ],
+        "nonces": engine.nonces.export_signer(trader),
     }
 
 
@@ -147,6 +152,7 @@ def _import_trader(engine: RiskEngine, state: TraderState) -> None:
     if state["deposit_ids"]:
         ledger.trader_deposit_ids[trader] = list(state["deposit_ids"])
         ledger.deposit_ids.update(state["deposit_ids"])
+    engine.nonces.import_signer(trader, state.get("nonces"))
 
 
 def _export_order(o: Order) -> dict[str, Any]:
@@ -198,5 +204,5 @@ def _import_order(d: dict[str, Any]) -> Order:
 
 
 def _check_format(state: dict[str, Any]) -> None:
-    if state.get("format") != FORMAT:
-        raise ValueError(f"risk state format {state.get('format')!r}, expected {FORMAT}")
+    if state.get("format") not in READABLE:
+        raise ValueError(f"risk state format {state.get('format')!r}, expected one of {sorted(READABLE)}")

@@ -5,6 +5,10 @@
 
 `validate()` runs after every risk input. Every input risk saw is recorded, so `replay()` can feed
 the same inputs to a fresh engine and compare state hashes.
+
+Time moves `STEP_US` per input. Trader commands are signed as a client with a correct clock signs
+them: each one's nonce is its own `ts_init` (`next_nonce()`), so nonces are unique and increasing
+µs timestamps, and risk's replay check passes unless a test replays one on purpose.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ USDC = 1_000_000
 """Micro-USDC per USDC."""
 
 EXPIRY_2026_12_25 = 1_798_156_800_000_000  # 2026-12-25T00:00:00Z in microseconds
+STEP_US = 1_000
+"""How far the clock moves per input (1 ms)."""
 
 
 def btc_usdc_spot(*, fee_bps: int = 50) -> MarketDefinition:
@@ -145,8 +151,12 @@ class Exchange:
 
     def _tick(self) -> int:
         self.n += 1
-        self.now += 1_000
+        self.now += STEP_US
         return self.n
+
+    def next_nonce(self) -> int:
+        """The nonce a trader with a correct clock signs the next command with: its `ts_init`."""
+        return self.now + STEP_US
 
     def admin(self, market: str, body: CreateMarket | SetMarketStatus) -> list[RiskEvent]:
         self._tick()
@@ -242,7 +252,10 @@ class Exchange:
     def place(self, trader: str, market: str, side: Side, size: int, price: int, **options: Any) -> Step:
         """A GTC limit order (options override PlaceOrder fields); its order id is order_id(n)."""
         return self.submit(
-            trader, limit_order(self.n + 1, side, size, price, **({"market": market} | options))
+            trader,
+            limit_order(
+                self.n + 1, side, size, price, **({"market": market, "nonce": self.next_nonce()} | options)
+            ),
         )
 
     def market_order(
@@ -260,10 +273,12 @@ class Exchange:
         )
 
     def cancel(self, trader: str, market: str, order: str) -> Step:
-        return self.submit(trader, CancelOrder(market=market, order_id=order, nonce=0, signature=b""))
+        body = CancelOrder(market=market, order_id=order, nonce=self.next_nonce(), signature=b"")
+        return self.submit(trader, body)
 
     def cancel_all(self, trader: str, market: str | None = None, side: Side | None = None) -> Step:
-        return self.submit(trader, CancelAllOrders(market=market, side=side, nonce=0, signature=b""))
+        body = CancelAllOrders(market=market, side=side, nonce=self.next_nonce(), signature=b"")
+        return self.submit(trader, body)
 
     def amend(
         self,
@@ -275,7 +290,12 @@ class Exchange:
         new_size: int | None = None,
     ) -> Step:
         body = AmendOrder(
-            market=market, order_id=order, new_price=new_price, new_size=new_size, nonce=0, signature=b""
+            market=market,
+            order_id=order,
+            new_price=new_price,
+            new_size=new_size,
+            nonce=self.next_nonce(),
+            signature=b"",
         )
         return self.submit(trader, body)
 
@@ -285,7 +305,7 @@ class Exchange:
         body = RequestWithdrawal(
             withdrawal_id=withdrawal_id,
             amount=amount,
-            nonce=0,
+            nonce=self.next_nonce(),
             expire_at=self.now + 60_000_000 if expire_at is None else expire_at,
             signature=b"",
         )

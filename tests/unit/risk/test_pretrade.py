@@ -11,8 +11,6 @@ from typing import Any, NamedTuple
 import pytest
 
 from services.common.records import (
-    CancelAllOrders,
-    CancelOrder,
     MarketStatus,
     OrderRejected,
     OrderType,
@@ -21,7 +19,8 @@ from services.common.records import (
     TimeInForce,
     WithdrawalRequested,
 )
-from services.risk.core import BalanceChanged, ChangeReason, RiskReject
+from services.risk.core import BalanceChanged, ChangeReason, RiskEngine, RiskReject
+from services.risk.core.state import export_state, import_state
 from tests.kit import ALICE, BOB, CAROL
 from tests.unit.risk.exchange import ALL_MARKETS, USDC, Exchange
 
@@ -264,37 +263,44 @@ REFUSALS: list[tuple[str, Any, RiskReject]] = [
     ),
     (
         "cancel_on_unknown_market",
-        lambda x: x.submit(ALICE, CancelOrder(market="DOGE-PERP", order_id="o", nonce=0, signature=b"")),
+        lambda x: x.cancel(ALICE, "DOGE-PERP", "o"),
         RiskReject.UNKNOWN_MARKET,
     ),
     (
         "cancel_all_on_unknown_market",
-        lambda x: x.submit(ALICE, CancelAllOrders(market="DOGE-PERP", nonce=0, signature=b"")),
+        lambda x: x.cancel_all(ALICE, "DOGE-PERP"),
         RiskReject.UNKNOWN_MARKET,
     ),
 ]
 
 
 @pytest.mark.parametrize(("name", "act", "code"), REFUSALS, ids=[r[0] for r in REFUSALS])
-def test_refusal_has_a_stable_code_and_changes_nothing(name: str, act: Any, code: RiskReject) -> None:
+def test_refusal_has_a_stable_code_and_changes_nothing_but_spends_the_nonce(
+    name: str, act: Any, code: RiskReject
+) -> None:
     # State: Alice has 1,000 USDC and 3 synth lots.
     x = exchange_alice_1000_usdc_3_synth_lots()
     # Action: the refused command (after its own set-up), watching the state just before it.
-    hashes: list[str] = []
+    before: list[RiskEngine] = []
     original = x.risk.apply_command
 
     def spy(command: Any) -> Any:
-        hashes.append(x.risk.state_hash())
+        before.append(import_state(*export_state(x.risk)))
         return original(command)
 
     x.risk.apply_command = spy  # type: ignore[method-assign]
     step = act(x)
-    # Expectation: an OrderRejected with the code, nothing forwarded, nothing changed.
+    # Expectation: an OrderRejected with the code, nothing forwarded, nothing changed but the
+    # signature's nonce, which is spent (the signed command cannot run again).
     rejection = step.result.rejection
     assert isinstance(rejection, OrderRejected)
     assert (rejection.reason_code, rejection.reason, rejection.trader) == (int(code), code.name, ALICE)
     assert step.result.forward == () and step.result.events == ()
-    assert x.risk.state_hash() == hashes[-1]
+    command = step.result.command
+    expected = before[-1]
+    expected.nonces.use(ALICE, command.body.nonce, command.ts_init, deadline=None)
+    assert x.risk.state_hash() == expected.state_hash()
+    assert x.submit(ALICE, command.body).code == RiskReject.NONCE_REUSED
 
 
 def test_reduce_only_refusals_when_it_would_increase() -> None:
@@ -427,7 +433,9 @@ def test_withdrawal_moves_free_to_withdrawing_until_paid_or_failed() -> None:
     x.withdraw(ALICE, 100 * USDC, "w2")
     # Expectation: WithdrawalRequested for accounts.events, 500 set aside.
     assert step.result.account_events == (
-        WithdrawalRequested(withdrawal_id="w1", amount=400 * USDC, as_cxpt=False, nonce=0),
+        WithdrawalRequested(
+            withdrawal_id="w1", amount=400 * USDC, as_cxpt=False, nonce=step.result.command.body.nonce
+        ),
     )
     (record,) = step.result.account_records(lambda i: f"orders.commands:0:9:{i}")
     assert (record.event_id, record.trader, record.ts_event) == (

@@ -1,7 +1,7 @@
-"""Property: random deposits, orders, cancels, amends and withdrawals, run through risk and the real
-matcher (lagging behind risk by a random number of commands, as in production), keep the ledger
-balanced after every input, agree with the matcher's books whenever it has caught up, and replay to
-the same state hash."""
+"""Property: random deposits, orders, cancels, amends and withdrawals — and signed commands sent
+again, which risk refuses as replays — run through risk and the real matcher (lagging behind risk
+by a random number of commands, as in production), keep the ledger balanced after every input,
+agree with the matcher's books whenever it has caught up, and replay to the same state hash."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.records import MarketKind, MarketStatus, OrderFilled, Side, TimeInForce
+from services.common.codes import RiskReject
+from services.common.records import MarketKind, MarketStatus, OrderFilled, Side, TimeInForce, TraderCommand
 from services.risk.core.ledger import Order
 from tests.kit import ALICE, BOB, CAROL, trader_address
 from tests.unit.risk.exchange import ALL_MARKETS, USDC, Exchange
@@ -75,6 +76,7 @@ def action_strategy(symbols: tuple[str, ...]) -> st.SearchStrategy[tuple[Any, ..
         st.tuples(st.just("spike"), traders, markets, st.sampled_from((2, 3))),
         st.tuples(st.just("spike"), traders, markets, st.sampled_from((2, 3))),
         st.tuples(st.just("status"), markets, st.sampled_from((MarketStatus.PAUSED, MarketStatus.ACTIVE))),
+        st.tuples(st.just("replay"), st.integers(0, 10**6)),
     )
     return st.integers(0, 9).flatmap(lambda n: places if n < 7 else others)
 
@@ -167,6 +169,18 @@ def _spike(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
         x.market_order(trader, symbol, Side.BUY, -size, spiked, reduce_only=True)
 
 
+def _replay(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
+    """A signed command risk already judged arrives again (another gateway, a retry): refused as
+    a replay, and nothing changes."""
+    _, index = action
+    sent = [item for kind, item in x.inputs if kind == "command" and isinstance(item, TraderCommand)]
+    if sent:
+        command = sent[index % len(sent)]
+        state = x.risk.state_hash()
+        assert x.submit(command.trader, command.body).code == RiskReject.NONCE_REUSED
+        assert x.risk.state_hash() == state
+
+
 def _status(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
     _, symbol, status = action
     if x.matcher.markets[symbol].status is not status:
@@ -185,6 +199,7 @@ ACTIONS: dict[str, Callable[[Exchange, int, tuple[Any, ...]], object]] = {
     "settle_withdrawal": _settle_withdrawal,
     "spike": _spike,
     "status": _status,
+    "replay": _replay,
 }
 
 
