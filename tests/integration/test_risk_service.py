@@ -1,7 +1,9 @@
-"""The risk service through Kafka, with the real matcher: pre-trade, post-trade, and SIGKILLs.
+"""The risk service through Kafka, with the real matcher: pre-trade, post-trade, replays, SIGKILLs.
 
 The matcher runs in this process (a thread); risk runs in-process for the scenario and as a
-subprocess (`tests.integration.run_until_idle risk`) for the crash test, where it is SIGKILLed mid-flow.
+subprocess (`tests.integration.run_until_idle risk`) for the crash tests, where it is SIGKILLed
+mid-flow. Commands are signed as by a client with a correct clock (nonce = ts_init); replays send
+a body again, nonce included, as a new command.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from services.common.binding import to_avro
+from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TypedProducer, decode_message
 from services.common.codes import RiskReject
 from services.common.records import (
@@ -132,10 +135,14 @@ def _send(bus: Bus, items: list[tuple[TopicSpec, str, dict[str, Any]]]) -> None:
     producer.flush()
 
 
-def _command(trader: str, n: int, body: PlaceOrder | CancelOrder) -> tuple[TopicSpec, str, dict[str, Any]]:
-    command = TraderCommand(
-        command_id=order_id(5_000_000 + n), trader=trader, ts_init=TS_2026_11_23 + n * 1_000, body=body
-    )
+def _command(
+    trader: str, n: int, body: PlaceOrder | CancelOrder, *, nonce: int | None = None
+) -> tuple[TopicSpec, str, dict[str, Any]]:
+    """The n-th trader command, at TS_2026_11_23 + n ms, its body signed at that instant (or with
+    `nonce`: a replay)."""
+    ts_init = TS_2026_11_23 + n * 1_000
+    body = replace(body, nonce=ts_init if nonce is None else nonce)
+    command = TraderCommand(command_id=order_id(5_000_000 + n), trader=trader, ts_init=ts_init, body=body)
     return ORDERS_COMMANDS, trader, to_avro(command)
 
 
@@ -249,17 +256,24 @@ FLOW = 320
 
 
 def _flow(rng: random.Random) -> list[tuple[TopicSpec, str, dict[str, Any]]]:
-    """Orders around the price (some too big, some on an unknown market), cancels, and deposits."""
+    """Orders around the price (some too big, some on an unknown market), cancels, deposits, and
+    replays of earlier commands (their nonce is not their ts_init)."""
     placed: dict[str, list[str]] = {t: [] for t in TRADERS}
+    sent: dict[str, list[PlaceOrder | CancelOrder]] = {t: [] for t in TRADERS}
     items = []
     for n in range(100, 100 + FLOW):
         trader = rng.choice(TRADERS)
         roll = rng.random()
         if roll < 0.08:
             items.append(_deposit(trader, 200, n))
-        elif roll < 0.22 and placed[trader]:
+            continue
+        if roll < 0.13 and sent[trader]:  # a signed command again, as a new command
+            original = rng.choice(sent[trader])
+            items.append(_command(trader, n, original, nonce=original.nonce))
+            continue
+        if roll < 0.22 and placed[trader]:
             oid = rng.choice(placed[trader])
-            body = CancelOrder(market="BTC-PERP", order_id=oid, nonce=n, signature=b"")
+            body = CancelOrder(market="BTC-PERP", order_id=oid, nonce=0, signature=b"")  # nonce: see _command
             items.append(_command(trader, n, body))
         elif roll < 0.25:
             items.append(_place(trader, n, Side.BUY, 10_000, PRICE))  # far beyond the collateral
@@ -272,7 +286,21 @@ def _flow(rng: random.Random) -> list[tuple[TopicSpec, str, dict[str, Any]]]:
             tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC))
             items.append(_place(trader, n, side, rng.randint(1, 5), price, time_in_force=tif))
             placed[trader].append(order_id(n))
+        command: TraderCommand = from_avro(TraderCommand, items[-1][2])
+        assert isinstance(command.body, PlaceOrder | CancelOrder)
+        sent[trader].append(command.body)
     return items
+
+
+def _replays(
+    flow: list[tuple[TopicSpec, str, dict[str, Any]]], rng: random.Random, count: int = 24
+) -> list[tuple[TopicSpec, str, dict[str, Any]]]:
+    """`count` of the flow's trader commands sent again (same body, same nonce) as new commands."""
+    sent = [from_avro(TraderCommand, value) for spec, _, value in flow if spec is ORDERS_COMMANDS]
+    return [
+        _command(c.trader, 1_000 + i, c.body, nonce=c.body.nonce)
+        for i, c in enumerate(rng.sample(sent, count))
+    ]
 
 
 def _start_risk(settings: Settings, idle_exit: float = 4.0, failpoints: str = "") -> subprocess.Popen[bytes]:
@@ -299,9 +327,10 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
         _list_btc_perp(bus)
         _send(bus, [_deposit(t, 3_000, i) for i, t in enumerate(TRADERS)])
         _wait_for_state(bus, lambda e: _listed_and_credited(e, TRADERS))
-        # Action: a few hundred commands and deposits flow while risk is SIGKILLed three times at
-        # random moments after it produced something, and once just before a commit; then it runs
-        # until the flow has settled.
+        # Action: a few hundred commands, deposits and replays of earlier commands flow while risk is
+        # SIGKILLed three times at random moments after it produced something, and once just before
+        # a commit (after more replays, which only recovered incarnations see); then it runs until
+        # the flow has settled.
         flow = _flow(rng)
         _send(bus, flow)
         for attempt in range(3):
@@ -312,6 +341,9 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
             time.sleep(rng.uniform(0.0, 0.3))
             victim.send_signal(signal.SIGKILL)
             victim.wait(30)
+        late = _replays(flow, rng)
+        _send(bus, late)
+        flow += late
         # One more dies by itself with a transaction open: outputs and changelog written, not committed.
         victim = _start_risk(settings, idle_exit=60, failpoints="bus.before_commit=kill@4")
         assert victim.wait(60) == -signal.SIGKILL
@@ -336,8 +368,15 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
     outcomes.update(by_position[m.value["event_id"]] for m in accounts if _body(m)[0] == REJECTED)
     assert set(outcomes) == {m.value["command_id"] for m in commands}
     assert set(outcomes.values()) == {1}
-    codes = Counter(_body(m)[1]["reason_code"] for m in accounts if _body(m)[0] == REJECTED)
+    refused = {
+        by_position[m.value["event_id"]]: _body(m)[1]["reason_code"]
+        for m in accounts
+        if _body(m)[0] == REJECTED
+    }
+    codes = Counter(refused.values())
     assert codes[RiskReject.INSUFFICIENT_COLLATERAL] and codes[RiskReject.UNKNOWN_MARKET]
+    # Every replay, and nothing else, was refused as one: the nonces survived the kills.
+    _check_replays_and_only_they_were_refused_as_reused(commands, refused)
     # No output of risk was committed twice.
     produced = [m.value["event_id"] for m in accounts if _body(m)[0] != "exchange.cxpt.DepositConfirmed"]
     assert len(produced) == len(set(produced))
@@ -359,6 +398,47 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
     assert all(e.markets["BTC-PERP"].definition.kind is MarketKind.PERPETUAL for e in engines.values())
     # And every trader's last reported balance and position is the state's.
     _check_outputs_match_state(accounts, engines)
+
+
+def test_a_command_replayed_after_risk_was_killed_is_refused_as_reused(bus: Bus, settings: Settings) -> None:
+    with running(MatcherService(Bus(settings))):
+        # State: BTC-PERP listed, Alice credited; risk accepted her order, committed it, and was
+        # SIGKILLed — what it knows of her nonces now lives only in its changelog.
+        victim = _start_risk(settings, idle_exit=60)
+        _list_btc_perp(bus)
+        _send(bus, [_deposit(ALICE, 1_000, 1)])
+        _wait_for_state(bus, lambda e: _listed_and_credited(e, [ALICE]))
+        original = _place(ALICE, 1, Side.BUY, 1, PRICE)
+        _send(bus, [original])
+        _wait_for_state(bus, lambda e: order_id(1) in _holder(e, ALICE).ledger.orders)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        # Action: the same signed order arrives again as a new command (another gateway, a retry),
+        # then a freshly signed one; a new risk process handles both.
+        signed: TraderCommand = from_avro(TraderCommand, original[2])
+        assert isinstance(signed.body, PlaceOrder)
+        _send(
+            bus,
+            [_command(ALICE, 2, signed.body, nonce=signed.body.nonce), _place(ALICE, 3, Side.BUY, 1, PRICE)],
+        )
+        assert _start_risk(settings).wait(120) == 0
+
+    # Expectation: the replay is refused with NONCE_REUSED (not DUPLICATE_ORDER_ID: the nonce is
+    # checked first); the original and the fresh order were forwarded once each.
+    accounts, forwarded = _read_to_end(bus, ACCOUNTS_EVENTS), _read_to_end(bus, MATCHER_COMMANDS)
+    refusals = [(b["order_id"], b["reason_code"]) for n, b in map(_body, accounts) if n == REJECTED]
+    assert refusals == [(order_id(1), RiskReject.NONCE_REUSED)]
+    orders = Counter(m.value["body"][1]["order_id"] for m in forwarded if m.value["trader"] == ALICE)
+    assert orders == {order_id(1): 1, order_id(3): 1}
+
+
+def _check_replays_and_only_they_were_refused_as_reused(
+    commands: list[Inbound], refused: dict[str, int]
+) -> None:
+    """Replays are the commands whose nonce is not their ts_init (see `_command`)."""
+    replays = {m.value["command_id"] for m in commands if m.value["body"][1]["nonce"] != m.value["ts_init"]}
+    assert replays
+    assert {cid for cid, code in refused.items() if code == RiskReject.NONCE_REUSED} == replays
 
 
 def _check_outputs_match_state(accounts: list[Inbound], engines: dict[int, RiskEngine]) -> None:
