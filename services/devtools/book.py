@@ -76,15 +76,14 @@ def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
     price = to_units(args.price, market.tick_size_e9, "price")
     size = to_units(args.size, market.lot_size_e9, "size")
     order_id = str(uuid.uuid4())
+    now_us = time.time_ns() // 1000  # signed and received at once: risk refuses a nonce far from ts_init
     body = PlaceOrder(
         market=args.market, order_id=order_id, client_order_id=f"dev-{order_id[:8]}",
         side=Side(args.side.upper()), order_type=OrderType.LIMIT, price=price, size=size,
-        time_in_force=TimeInForce.GTC, nonce=time.time_ns() // 1_000_000, signature=b"",
+        time_in_force=TimeInForce.GTC, nonce=now_us, signature=b"",
     )  # fmt: skip
     trader = args.trader.lower()
-    command = TraderCommand(
-        command_id=str(uuid.uuid4()), trader=trader, ts_init=time.time_ns() // 1000, body=body
-    )
+    command = TraderCommand(command_id=str(uuid.uuid4()), trader=trader, ts_init=now_us, body=body)
     _send(bus, Outbound(ORDERS_COMMANDS, key=trader, value=to_avro(command)))
     print(f"sent to risk: {args.side} {size} lots @ {price} ticks on {args.market} (order {order_id})")
 
