@@ -255,7 +255,7 @@ class AmendOrder:
     new_size: int | None = None
     """New total size in lots; null = unchanged."""
     nonce: int
-    """Signer's nonce."""
+    """Signer's timestamp nonce in µs; see docs/signing.md."""
     signature: bytes
     """EIP-712 signature the gateway verified."""
 
@@ -269,7 +269,7 @@ class CancelAllOrders:
     side: Side | None = None
     """Only this side; null = both."""
     nonce: int
-    """Signer's nonce."""
+    """Signer's timestamp nonce in µs; see docs/signing.md."""
     signature: bytes
     """EIP-712 signature the gateway verified."""
 
@@ -285,7 +285,7 @@ class CancelOrder:
     client_order_id: str | None = None
     """Trader's id for the order."""
     nonce: int
-    """Signer's nonce."""
+    """Signer's timestamp nonce in µs; see docs/signing.md."""
     signature: bytes
     """EIP-712 signature the gateway verified."""
 
@@ -437,7 +437,7 @@ class PlaceOrder:
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_MAKER
     """Self-trade prevention mode."""
     nonce: int
-    """Signer's nonce (milliseconds since epoch); never reused by a signer."""
+    """Signer's timestamp nonce in µs; see docs/signing.md."""
     signature: bytes
     """EIP-712 signature (65 bytes r‖s‖v) the gateway verified."""
 
@@ -589,7 +589,7 @@ class RequestWithdrawal:
     as_cxpt: bool = False
     """Pay out CXPT minted 1:1 instead of USDC."""
     nonce: int
-    """Signer's nonce."""
+    """Signer's timestamp nonce in µs; see docs/signing.md."""
     expire_at: int
     """The signature is void after this instant."""
     signature: bytes
