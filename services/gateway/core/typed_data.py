@@ -4,7 +4,7 @@ What a trader signs mirrors the Avro commands (`schemas/avro/exchange.cxpt.Place
 with three additions on every struct, so that a signature binds to one account and dies:
 
 * `trader` — the signer's address; verification fails unless the recovered signer is this address;
-* `nonce` — the signer's timestamp in **microseconds**, never reused (rules in `nonces.py`);
+* `nonce` — the signer's timestamp in **microseconds**, never reused (rules in `services/common/nonces.py`);
 * `deadline` — microseconds since epoch; the command is refused after it (`SIGNATURE_EXPIRED`).
   It bounds when the *signed message* may reach the exchange, not how long an order rests (that is
   `Order.expireAt`, the GTT expiry). `Withdrawal.deadline` is the Avro `expire_at`.
