@@ -12,6 +12,7 @@ from services.client.ids import uuid7
 from services.client.models import (
     Balance,
     CommandResult,
+    Holding,
     Info,
     Market,
     OrderPage,
@@ -34,6 +35,7 @@ __all__ = [
     "CommandResult",
     "CxptClient",
     "CxptError",
+    "Holding",
     "Info",
     "Market",
     "OffGrid",

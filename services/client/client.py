@@ -23,6 +23,7 @@ result's `status` is PENDING (queued, decision not yet known).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -327,7 +328,8 @@ class CxptClient:
 
     def balance(self) -> Balance:
         """The trader's collateral (micro-USDC): free, reserved, withdrawing, locked."""
-        return Balance.from_json(self._read("/balance"))
+        balance = Balance.from_json(self._read("/balance"))
+        return balance if balance.trader else dataclasses.replace(balance, trader=self.address)
 
     # -- internals: signing ----------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Integers stay integers (ticks, lots, micro-USDC, µs); `Market` converts to and from human decimals
 exactly (`services.client.units`). The read routes (`GET /markets`, `/orders`, `/positions`) have
-no response schema in the gateway's OpenAPI yet, so their rows are read leniently: camelCase or
-snake_case keys, missing optional fields left at None, and every row keeps its `raw` JSON.
+no response schema in the gateway's OpenAPI yet: their rows are the projector's
+(services/projector/views.py), read leniently — camelCase or snake_case keys, missing optional
+fields None, and the `raw` JSON kept.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 from uuid import UUID
 
@@ -205,23 +207,31 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class OrderRow:
-    """One order as `GET /orders` lists it (read model row; all fields also in `raw`)."""
+    """One order as `GET /orders` lists it: a read-model row (services/projector/views.py), read
+    leniently; every field the gateway sent is also in `raw`."""
 
     order_id: str
     market: str | None
     status: str | None
+    """The read model's lifecycle status: ACCEPTED, RESTING, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED."""
     side: str | None = None
     price: int | None = None
     """Ticks."""
     size: int | None = None
     """Lots."""
     filled_qty: int | None = None
+    """Lots filled so far (`cum_qty`)."""
     leaves_qty: int | None = None
     client_order_id: str | None = None
     order_type: str | None = None
     time_in_force: str | None = None
+    expire_at: int | None = None
+    fees_paid: int | None = None
+    """Micro-USDC."""
+    reason_code: int | None = None
+    reason: str | None = None
     created_at: int | None = None
-    """µs since the epoch, when the read model gives it."""
+    """µs since the epoch."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -234,12 +244,16 @@ class OrderRow:
             side=_str(row, "side"),
             price=_int(row, "price"),
             size=_int(row, "size"),
-            filled_qty=_int(row, "filled_qty", "cum_qty"),
+            filled_qty=_int(row, "cum_qty", "filled_qty"),
             leaves_qty=_int(row, "leaves_qty"),
             client_order_id=_str(row, "client_order_id"),
             order_type=_str(row, "order_type"),
             time_in_force=_str(row, "time_in_force"),
-            created_at=_int(row, "created_at", "ts_init", "ts_event", "ts"),
+            expire_at=_int(row, "expire_at"),
+            fees_paid=_int(row, "fees_paid"),
+            reason_code=_int(row, "reason_code"),
+            reason=_str(row, "reason"),
+            created_at=_int(row, "created_at"),
             raw=dict(body),
         )
 
@@ -254,16 +268,20 @@ class OrderPage:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """One position as `GET /positions` lists it (size in lots, signed: negative is short)."""
+    """One position as `GET /positions` lists it (risk's latest report after a fill).
+
+    `size` in signed lots (negative: short); `basis` (the entry value of the open lots),
+    `collateral` (locked for it) and `realized_pnl` in micro-USDC; `last_px` in ticks.
+    """
 
     market: str
-    size: int | None
-    entry_price: int | None = None
-    """Ticks, when the read model gives it."""
+    size: int
+    basis: int | None = None
+    collateral: int | None = None
     realized_pnl: int | None = None
-    """Micro-USDC."""
+    last_px: int | None = None
     unrealized_pnl: int | None = None
-    """Micro-USDC, at the mark."""
+    """Micro-USDC at the mark, if the gateway sends it (the read model leaves it to the reader)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -271,31 +289,59 @@ class Position:
         row = snake_keys(body)
         return cls(
             market=str(row.get("market", "")),
-            size=_int(row, "size", "qty", "position"),
-            entry_price=_int(row, "entry_price", "entry"),
-            realized_pnl=_int(row, "realized_pnl", "realised_pnl"),
-            unrealized_pnl=_int(row, "unrealized_pnl", "unrealised_pnl"),
+            size=_int(row, "size") or 0,
+            basis=_int(row, "basis"),
+            collateral=_int(row, "collateral"),
+            realized_pnl=_int(row, "realized_pnl"),
+            last_px=_int(row, "last_px"),
+            unrealized_pnl=_int(row, "unrealized_pnl"),
             raw=dict(body),
         )
+
+    def entry_price(self, market: Market) -> Decimal | None:
+        """The average entry price in quote units (basis ÷ size ÷ the value of a tick-lot), rounded
+        to 9 decimals for display; None when flat or when the basis or the market's value is unknown."""
+        if not self.size or self.basis is None or not market.quote_per_tick_lot:
+            return None
+        ticks = Fraction(abs(self.basis), abs(self.size) * market.quote_per_tick_lot)
+        exact = ticks * market.tick_size_e9 / units.E9
+        return (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(Decimal("1e-9")).normalize()
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A spot market's synth lots the trader holds (`free`) and has on sale (`reserved`)."""
+
+    asset: str
+    free: int
+    reserved: int
 
 
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """`GET /balance`: collateral in micro-USDC."""
+    """`GET /balance`: USDC collateral in micro-USDC, and synth holdings in lots."""
 
     trader: str
     free: int
     reserved: int
     withdrawing: int
     locked: int
+    holdings: tuple[Holding, ...] = ()
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Balance:
         row = snake_keys(body)
+        # Flat ({"free", …}) or the read model's {"usdc": {…} | null, "holdings": […]}.
+        usdc = snake_keys(row["usdc"] or {}) if "usdc" in row else row
+        holdings = tuple(
+            Holding(str(h.get("asset", "")), _int(h, "free") or 0, _int(h, "reserved") or 0)
+            for h in map(snake_keys, row.get("holdings") or [])
+        )
         return cls(
-            trader=str(row.get("trader", "")),
-            free=_int(row, "free") or 0,
-            reserved=_int(row, "reserved") or 0,
-            withdrawing=_int(row, "withdrawing") or 0,
-            locked=_int(row, "locked") or 0,
+            trader=str(row.get("trader") or usdc.get("trader") or ""),
+            free=_int(usdc, "free") or 0,
+            reserved=_int(usdc, "reserved") or 0,
+            withdrawing=_int(usdc, "withdrawing") or 0,
+            locked=_int(usdc, "locked") or 0,
+            holdings=holdings,
         )

@@ -413,18 +413,38 @@ def test_reads_open_one_session_and_show_only_the_traders_own(exchange: Exchange
         "locked": 1,
     }
     exchange.reads.position_rows += [
-        {"trader": ALICE, "market": "BTC-PERP", "size": -3, "entryPrice": 650_000, "realizedPnl": 5},
-        {"trader": BOB, "market": "BTC-PERP", "size": 3},
-    ]
+        {"trader": ALICE, "market": "BTC-PERP", "size": -3, "basis": 195_001_500, "realized_pnl": 5,
+         "collateral": 1_000_000, "last_px": 650_000},
+        {"trader": BOB, "market": "BTC-PERP", "size": 3, "basis": 195_000_000},
+    ]  # fmt: skip
 
     balance = client.balance()
     positions = client.positions()
 
     assert (balance.free, balance.reserved, balance.locked) == (10, 2, 1)
-    assert [(p.market, p.size, p.entry_price, p.realized_pnl) for p in positions] == [
-        ("BTC-PERP", -3, 650_000, 5)
+    assert [(p.market, p.size, p.basis, p.realized_pnl) for p in positions] == [
+        ("BTC-PERP", -3, 195_001_500, 5)
     ]
+    assert str(positions[0].entry_price(client.market("BTC-PERP"))) == "65000.5"
     assert len(_posts(exchange, "/sessions")) == 1
+
+
+def test_the_read_models_nested_balance_is_read_too(exchange: Exchange, client: CxptClient) -> None:
+    exchange.reads.balances[ALICE] = {
+        "usdc": {"trader": ALICE, "asset": "USDC", "free": 7, "reserved": 1, "withdrawing": 2, "locked": 3},
+        "holdings": [{"trader": ALICE, "asset": "BTC-SPOT", "free": 4, "reserved": 1}],
+    }
+
+    balance = client.balance()
+
+    assert (balance.trader, balance.free, balance.reserved, balance.withdrawing, balance.locked) == (
+        ALICE,
+        7,
+        1,
+        2,
+        3,
+    )
+    assert [(h.asset, h.free, h.reserved) for h in balance.holdings] == [("BTC-SPOT", 4, 1)]
 
 
 def test_a_trader_without_a_balance_reads_zeros(exchange: Exchange) -> None:
@@ -454,8 +474,8 @@ def test_a_session_the_gateway_forgot_is_reopened_once(exchange: Exchange, clien
 
 def _order_rows(trader: str, count: int, market: str = "BTC-PERP") -> list[dict[str, Any]]:
     return [
-        {"trader": trader, "market": market, "orderId": f"00000000-0000-7000-8000-{n:012x}", "side": "BUY",
-         "price": 650_000 + n, "size": 1, "filledQty": 0, "status": "NEW"}
+        {"trader": trader, "market": market, "order_id": f"00000000-0000-7000-8000-{n:012x}", "side": "BUY",
+         "price": 650_000 + n, "size": 1, "cum_qty": 0, "leaves_qty": 1, "status": "RESTING"}
         for n in range(count)
     ]  # fmt: skip
 
@@ -479,7 +499,8 @@ def test_orders_gives_one_page_and_its_cursor(exchange: Exchange, client: CxptCl
     rest = client.orders(limit=2, cursor=page.next_cursor)
 
     assert [len(page.orders), page.next_cursor, len(rest.orders), rest.next_cursor] == [2, "2", 1, None]
-    assert page.orders[0].raw["orderId"] == page.orders[0].order_id
+    assert page.orders[0].raw["order_id"] == page.orders[0].order_id
+    assert (page.orders[0].filled_qty, page.orders[0].leaves_qty, page.orders[0].status) == (0, 1, "RESTING")
 
 
 def test_bodies_are_the_gateways_camel_case(exchange: Exchange, client: CxptClient) -> None:
