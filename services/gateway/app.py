@@ -121,7 +121,14 @@ class Gateway:
         # A first, local line against replays; the authority is risk, which sees every command of a
         # trader exactly once (docs/signing.md).
         self.nonces = ReplayGuard()
+        self._pruned_at = 0
         self.wait_s = s.ack_timeout_ms / 1000
+
+    def prune_nonces(self, now: int) -> None:
+        """Forget, once a minute, the nonces the time window refuses anyway (bounded memory)."""
+        if now - self._pruned_at > 60_000_000:
+            self.nonces.prune(now)
+            self._pruned_at = now
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -157,17 +164,22 @@ _NONCE_STATUS = {
     GatewayReject.NONCE_TOO_FAR_AHEAD: 400,
     GatewayReject.SIGNATURE_EXPIRED: 400,
 }
-_NOT_FOUND_CODES = {RiskReject.UNKNOWN_ORDER, MatcherReject.UNKNOWN_ORDER}
-_CONFLICT_CODES = {RiskReject.MARKET_NOT_ACTIVE, MatcherReject.MARKET_NOT_ACTIVE}
+_REJECTION_STATUS = {
+    RiskReject.UNKNOWN_ORDER: 404,
+    MatcherReject.UNKNOWN_ORDER: 404,
+    RiskReject.MARKET_NOT_ACTIVE: 409,
+    MatcherReject.MARKET_NOT_ACTIVE: 409,
+    # risk is the replay authority: a nonce another gateway replica (or this one, before a
+    # restart) already passed on comes back from risk, with the codes the gateway itself uses
+    RiskReject.NONCE_REUSED: 409,
+    RiskReject.NONCE_TOO_OLD: 400,
+    RiskReject.NONCE_TOO_FAR_AHEAD: 400,
+}
 
 
 def rejection_status(code: int) -> int:
-    """The HTTP status of a command risk or the matcher refused."""
-    if code in _NOT_FOUND_CODES:
-        return 404
-    if code in _CONFLICT_CODES:
-        return 409
-    return 422
+    """The HTTP status of a command risk or the matcher refused (422 unless listed above)."""
+    return _REJECTION_STATUS.get(code, 422)
 
 
 def _reject_name(code: int) -> str:
@@ -516,6 +528,7 @@ async def _decide(
     answer: Callable[[Outcome], tuple[int, dict[str, Any]]],
 ) -> tuple[int, dict[str, Any]]:
     _check_deadline(struct.deadline, now)
+    gateway.prune_nonces(now)
     verdict = gateway.nonces.check(trader, struct.nonce, now, deadline=struct.deadline)
     if not isinstance(verdict, Accepted):
         raise ApiError.of(_NONCE_STATUS[verdict.code], verdict.code, _NONCE_MESSAGES[verdict.code])

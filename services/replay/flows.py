@@ -29,13 +29,14 @@ def realistic_flow(n: int, *, seed: int = 7, traders: int = 200) -> list[Matcher
     commands = [_wrap(0, None, CreateMarket(definition=preset(MARKET)))]
     mid = MID
     for i in range(1, n + 1):
+        nonce = START_US + i * 50  # signers' nonces are µs timestamps: the command's own time
         mid += rng.choice((-1, 0, 0, 1))
         roll = rng.random()
         trader = rng.choice(names)
         if roll < 0.25 and live:
             owner, oid = live.pop(rng.randrange(len(live)))
             body: object = CancelOrder(
-                market=MARKET, order_id=oid, client_order_id=None, nonce=i, signature=b""
+                market=MARKET, order_id=oid, client_order_id=None, nonce=nonce, signature=b""
             )
             trader = owner
         else:
@@ -50,7 +51,7 @@ def realistic_flow(n: int, *, seed: int = 7, traders: int = 200) -> list[Matcher
             oid = f"00000000-0000-7000-8000-{i:012x}"
             body = PlaceOrder(
                 market=MARKET, order_id=oid, client_order_id=f"c{i}", side=side, order_type=kind,
-                price=price, size=rng.randint(1, 20), time_in_force=tif, nonce=i, signature=b"",
+                price=price, size=rng.randint(1, 20), time_in_force=tif, nonce=nonce, signature=b"",
             )  # fmt: skip
             if kind is OrderType.LIMIT:
                 live.append((trader, oid))
