@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.common.binding import to_avro
 from services.common.bus import Outbound
 from services.common.codes import GatewayReject, MatcherReject, RiskReject
+from services.common.nonces import Accepted, ReplayGuard
 from services.common.records import (
     CancelAllOrders,
     CancelOrder,
@@ -62,7 +63,6 @@ from services.gateway import models as m
 from services.gateway.auth import AdminAuth, AuthError, Sessions
 from services.gateway.core import idempotency as idem
 from services.gateway.core import typed_data as td
-from services.common.nonces import Accepted, ReplayGuard
 from services.gateway.core.ratelimit import Limited, RateLimiter
 from services.gateway.outcomes import OrderStatus, Outcome
 from services.gateway.tracker import CommandTracker, NotDelivered
@@ -164,7 +164,7 @@ _NONCE_STATUS = {
     GatewayReject.NONCE_TOO_FAR_AHEAD: 400,
     GatewayReject.SIGNATURE_EXPIRED: 400,
 }
-_REJECTION_STATUS = {
+_REJECTION_STATUS: dict[int, int] = {
     RiskReject.UNKNOWN_ORDER: 404,
     MatcherReject.UNKNOWN_ORDER: 404,
     RiskReject.MARKET_NOT_ACTIVE: 409,
