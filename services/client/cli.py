@@ -477,7 +477,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status",
         type=str.upper,
-        choices=["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "EXPIRED"],
+        choices=[
+            "OPEN",
+            "NEW",
+            "ACCEPTED",
+            "RESTING",
+            "PARTIALLY_FILLED",
+            "FILLED",
+            "CANCELLED",
+            "REJECTED",
+            "EXPIRED",
+        ],
     )
     p.add_argument("--all", action="store_true", help="every page, not only the first")
     p.add_argument("--limit", type=int, default=100, help="orders per page (1-500)")

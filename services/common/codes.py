@@ -50,6 +50,8 @@ class GatewayReject(IntEnum):
     """No market with this symbol."""
     MARKET_NOT_ACTIVE = 1051
     """The market exists but does not take this command now (paused, settled, deleted)."""
+    UNKNOWN_ORDER = 1060
+    """No order with this id among the trader's (or not projected yet)."""
 
 
 class RiskReject(IntEnum):

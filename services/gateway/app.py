@@ -87,9 +87,11 @@ class ReadModel(Protocol):
         cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
+    def order(self, trader: str, order_id: str) -> dict[str, Any] | None: ...
+
     def positions(self, trader: str) -> list[dict[str, Any]]: ...
 
-    def balance(self, trader: str) -> dict[str, Any] | None: ...
+    def balance(self, trader: str) -> dict[str, Any]: ...
 
     def markets(self) -> list[dict[str, Any]]: ...
 
@@ -373,7 +375,11 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         authorization: Annotated[str | None, Header()] = None,
         market: Annotated[str | None, Query(max_length=32)] = None,
         status: Annotated[
-            str | None, Query(pattern="^(NEW|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED|EXPIRED)$")
+            str | None,
+            Query(
+                pattern="^(OPEN|NEW|ACCEPTED|RESTING|PARTIALLY_FILLED|FILLED|CANCELLED|REJECTED|EXPIRED)$",
+                description="OPEN: not closed; NEW: not yet filled; EXPIRED: GTT cancelled at expiry",
+            ),
         ] = None,
         since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="µs since the epoch")] = None,
         until: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="µs since the epoch")] = None,
@@ -382,18 +388,36 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
     ) -> dict[str, Any]:
         """The session trader's orders, newest first; pass `nextCursor` back as `cursor` for more."""
         trader = _session_trader(gateway, authorization)
-        rows, next_cursor = await run_in_threadpool(
-            lambda: gateway.reads.orders(
-                trader,
-                market=market,
-                status=status,
-                since_us=since,
-                until_us=until,
-                limit=limit,
-                cursor=cursor,
+        try:
+            rows, next_cursor = await run_in_threadpool(
+                lambda: gateway.reads.orders(
+                    trader,
+                    market=market,
+                    status=status,
+                    since_us=since,
+                    until_us=until,
+                    limit=limit,
+                    cursor=cursor,
+                )
             )
-        )
+        except ValueError as error:  # a cursor that is not ours, or from other filters
+            raise ApiError.of(400, GatewayReject.INVALID_REQUEST, str(error)) from error
         return {"orders": rows, "nextCursor": next_cursor}
+
+    @app.get(
+        "/orders/{order_id}",
+        tags=["traders"],
+        responses={401: {"model": m.ErrorBody}, 404: {"model": m.ErrorBody}},
+    )
+    async def get_order(
+        order_id: UUID, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """One of the session trader's orders (after a 202 PENDING, poll here)."""
+        trader = _session_trader(gateway, authorization)
+        found = await run_in_threadpool(gateway.reads.order, trader, str(order_id))
+        if found is None:
+            raise ApiError.of(404, GatewayReject.UNKNOWN_ORDER, f"no order {order_id} of {trader} (yet)")
+        return found
 
     @app.get("/positions", tags=["traders"], responses={401: {"model": m.ErrorBody}})
     async def positions(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
@@ -405,8 +429,7 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
     async def balance(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """The session trader's collateral: free, reserved, withdrawing, locked (micro-USDC)."""
         trader = _session_trader(gateway, authorization)
-        found = await run_in_threadpool(gateway.reads.balance, trader)
-        return found or {"trader": trader, "free": 0, "reserved": 0, "withdrawing": 0, "locked": 0}
+        return await run_in_threadpool(gateway.reads.balance, trader)
 
     @app.post(
         "/vault/withdraw",
@@ -473,10 +496,11 @@ async def _submit(
     metrics: _Metrics,
 ) -> Response:
     now = _now_us()
-    limited = gateway.by_key.take(struct.trader, now)
+    trader = _verified(gateway, struct, signature)
+    # Charged after the signature check: nobody can spend another trader's quota.
+    limited = gateway.by_key.take(trader, now)
     if isinstance(limited, Limited):
         raise _rate_limited(limited)
-    trader = _verified(gateway, struct, signature)
     claim = idem.IdempotentRequest(
         trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
         body=json.loads(await request.body()),
@@ -500,9 +524,12 @@ async def _submit(
         )
     except ApiError as error:
         status, payload = error.status, {"code": error.code, "error": error.error, "message": error.message}
-    except NotDelivered:
-        # Not stored: the command never reached the log, the same request may be retried as is.
-        raise ApiError(503, 0, "UNAVAILABLE", "Kafka did not take the command; retry") from None
+    except BaseException as failure:
+        # The command never reached the log: give the key back so the same request can be retried.
+        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+        if isinstance(failure, NotDelivered):
+            raise ApiError(503, 0, "UNAVAILABLE", "Kafka did not take the command; retry as is") from None
+        raise
     encoded = json.dumps(payload, separators=(",", ":")).encode()
     await run_in_threadpool(idem.finish, gateway.idempotency, decision, status, encoded)
     metrics.commands.labels(type(body).__name__, str(status)).inc()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from services.common import lifecycle
 from services.common.records import (
     CommandRejected,
     OrderAccepted,
@@ -34,17 +35,19 @@ from services.common.records import (
 
 
 class OrderStatus(StrEnum):
-    """An order's status as the gateway reports it (FIX OrdStatus names)."""
+    """A command's status as the gateway answers it: the order lifecycle's names
+    (`services.common.lifecycle`, the same as `GET /orders` shows), and PENDING."""
 
     PENDING = "PENDING"
-    """Sent, not decided within the wait: poll `GET /orders`."""
-    NEW = "NEW"
+    """Sent, not decided within the wait: poll `GET /orders/{id}`."""
+    ACCEPTED = "ACCEPTED"
+    """An order the book took (and did not rest, fill or cancel in the same step: never seen), or a
+    non-order command (cancel, withdrawal, admin) that took effect."""
+    RESTING = "RESTING"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
     CANCELLED = "CANCELLED"
     REJECTED = "REJECTED"
-    ACCEPTED = "ACCEPTED"
-    """A non-order command (cancel, withdrawal, admin) that took effect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +99,28 @@ def entry_outcome(entry: TradeLogEntry, order_id: str | None) -> Outcome:
 
 
 def _order_outcome(events: list[Any], order_id: str) -> Outcome:
+    """Fold the order's events through the lifecycle table, as every projection does."""
+    status: lifecycle.OrderStatus | None = None
     size = filled = cancelled = 0
-    rested = False
     for event in events:
         if getattr(event, "order_id", None) != order_id:
             continue
         if isinstance(event, OrderAccepted):
-            size = event.size
+            size, step = event.size, lifecycle.Transition.ACCEPT
+        elif isinstance(event, OrderRested):
+            step = lifecycle.Transition.REST
         elif isinstance(event, OrderFilled):
             filled = event.cum_qty
+            step = (
+                lifecycle.Transition.FULL_FILL if event.leaves_qty == 0 else lifecycle.Transition.PARTIAL_FILL
+            )
         elif isinstance(event, OrderCancelled):
             cancelled += event.cancelled_qty
-        elif isinstance(event, OrderRested):
-            rested = True
-    leaves = size - filled - cancelled
-    if filled == size and size:
-        status = OrderStatus.FILLED
-    elif cancelled:
-        status = OrderStatus.CANCELLED
-    elif rested and filled:
-        status = OrderStatus.PARTIALLY_FILLED
-    else:
-        status = OrderStatus.NEW
-    return Outcome(status, filled_qty=filled, leaves_qty=max(leaves, 0), cancelled_qty=cancelled)
+            step = lifecycle.Transition.CANCEL
+        else:
+            continue
+        status = lifecycle.next_status(status, step)
+    final = OrderStatus(status.value) if status is not None else OrderStatus.PENDING
+    return Outcome(
+        final, filled_qty=filled, leaves_qty=max(size - filled - cancelled, 0), cancelled_qty=cancelled
+    )

@@ -39,7 +39,10 @@ class CassandraIdempotencyStore:
             f"UPDATE {table} USING TTL ? SET fingerprint = ?, state = ?, status = ?, body = ? "
             "WHERE trader = ? AND idempotency_key = ? IF fingerprint = ?"
         )
-        for lwt in (self._insert, self._complete):
+        self._release = session.prepare(
+            f"DELETE FROM {table} WHERE trader = ? AND idempotency_key = ? IF fingerprint = ?"
+        )
+        for lwt in (self._insert, self._complete, self._release):
             lwt.consistency_level = ConsistencyLevel.LOCAL_QUORUM
             lwt.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
 
@@ -76,6 +79,11 @@ class CassandraIdempotencyStore:
                 fingerprint,
             ),
         )
+        return bool(result.was_applied)
+
+    def release(self, trader: str, key: str, fingerprint: str) -> bool:
+        """Drop the claim if it still holds `fingerprint` (LWT); whether it did."""
+        result = self._session.execute(self._release, (trader, key, fingerprint))
         return bool(result.was_applied)
 
 

@@ -33,7 +33,8 @@ def running(service: Runnable) -> Iterator[None]:
 @contextmanager
 def exchange(settings: Settings, *extra: Runnable) -> Iterator[None]:
     """Matcher and risk (and `extra` services, e.g. a projector) running on `settings`' topics."""
+    services: list[Runnable] = [MatcherService(Bus(settings)), RiskService(Bus(settings)), *extra]
     with ExitStack() as stack:
-        for service in (MatcherService(Bus(settings)), RiskService(Bus(settings)), *extra):
+        for service in services:
             stack.enter_context(running(service))
         yield

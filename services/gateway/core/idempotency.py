@@ -171,6 +171,11 @@ class IdempotencyStore(Protocol):
         `fingerprint`; whether it did."""
         ...
 
+    def release(self, trader: str, key: str, fingerprint: str) -> bool:
+        """Drop the entry if it still holds `fingerprint` (the request failed before it took
+        effect, so the same request may be sent again at once); whether it did."""
+        ...
+
 
 def begin(store: IdempotencyStore, request: IdempotentRequest, *, ttl_s: int = IN_FLIGHT_TTL_S) -> Decision:
     """Claim the request's key, or decide from the entry that already holds it.
@@ -193,3 +198,9 @@ def finish(
     and another request took the key (the answer is then simply not replayable)."""
     entry = claimed.entry
     return store.complete(entry.trader, entry.key, entry.fingerprint, status, body, ttl_s=ttl_s)
+
+
+def abandon(store: IdempotencyStore, claimed: Proceed) -> bool:
+    """Give the key back: the request `begin` let proceed failed before it took effect."""
+    entry = claimed.entry
+    return store.release(entry.trader, entry.key, entry.fingerprint)

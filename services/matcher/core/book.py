@@ -165,7 +165,8 @@ class OrderBook:
         book_side = self.bids if order.side is Side.BUY else self.asks
         book_side.level_for(order.price * book_side.sign)[order.order_id] = order
         self.orders[order.order_id] = order
-        self.by_client[(order.trader, order.client_order_id)] = order.order_id
+        if order.client_order_id:  # "" = the trader gave none: nothing to look up or keep unique
+            self.by_client[(order.trader, order.client_order_id)] = order.order_id
         self.by_trader.setdefault(order.trader, {})[order.order_id] = None
         if order.expire_at is not None:
             heapq.heappush(self._expiries, (order.expire_at, order.arrival, order.order_id))
@@ -179,7 +180,8 @@ class OrderBook:
         if not level:
             book_side.drop_level(key)
         del self.orders[order.order_id]
-        del self.by_client[(order.trader, order.client_order_id)]
+        if order.client_order_id:
+            del self.by_client[(order.trader, order.client_order_id)]
         mine = self.by_trader[order.trader]
         del mine[order.order_id]
         if not mine:
@@ -215,7 +217,7 @@ class OrderBook:
         """Raise BookInvariantError unless every index agrees and the book is not crossed."""
         bid, ask = self.best_price(Side.BUY), self.best_price(Side.SELL)
         _check(bid is None or ask is None or bid < ask, f"book crossed: bid {bid} >= ask {ask}")
-        seen = 0
+        seen = named = 0
         for side in (Side.BUY, Side.SELL):
             book_side = self.side(side)
             for key in book_side.keys_best_first():
@@ -231,8 +233,9 @@ class OrderBook:
                     _check(order.arrival > last_arrival, f"{order_id} out of time priority")
                     last_arrival = order.arrival
                     seen += 1
+                    named += bool(order.client_order_id)
         _check(seen == len(self.orders), "id index holds orders that are not on a level")
-        _check(len(self.by_client) == seen, "client-id index out of step")
+        _check(len(self.by_client) == named, "client-id index out of step")
         _check(sum(len(v) for v in self.by_trader.values()) == seen, "trader index out of step")
 
 

@@ -404,7 +404,7 @@ def _validate_new_order(market: MarketState, trader: str, order: PlaceOrder) -> 
     book = market.book
     if order.order_id in book.orders:
         raise Rejected(MatcherReject.DUPLICATE_ORDER_ID, order.order_id)
-    if (trader, order.client_order_id) in book.by_client:
+    if order.client_order_id and (trader, order.client_order_id) in book.by_client:
         raise Rejected(MatcherReject.DUPLICATE_CLIENT_ORDER_ID, order.client_order_id)
 
 

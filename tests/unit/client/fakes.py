@@ -9,7 +9,6 @@ declares.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +29,8 @@ from services.common.records import (
 )
 from services.common.settings import Settings
 from services.gateway.app import Gateway, create_app
-from services.gateway.core.idempotency import IdempotencyEntry, IdempotencyState
 from services.gateway.outcomes import OrderStatus, Outcome
-from tests.unit.gateway.kit import ANVIL_CHAIN_ID, VAULT_ON_ANVIL
+from tests.unit.gateway.kit import ANVIL_CHAIN_ID, VAULT_ON_ANVIL, MemoryIdempotencyStore
 
 GATEWAY_URL = "http://gateway.test"
 
@@ -41,7 +39,7 @@ def default_outcome(command: TraderCommand) -> Outcome:
     """What risk and the matcher decide when a test does not say: orders rest, the rest succeeds."""
     body = command.body
     if isinstance(body, PlaceOrder):
-        return Outcome(OrderStatus.NEW, leaves_qty=body.size)
+        return Outcome(OrderStatus.RESTING, leaves_qty=body.size)
     if isinstance(body, CancelOrder | CancelAllOrders):
         return Outcome(OrderStatus.ACCEPTED, cancelled_qty=3)
     if isinstance(body, RequestWithdrawal):
@@ -104,8 +102,12 @@ class FakeReads:
     def positions(self, trader: str) -> list[dict[str, Any]]:
         return [r for r in self.position_rows if r["trader"] == trader]
 
-    def balance(self, trader: str) -> dict[str, Any] | None:
-        return self.balances.get(trader)
+    def order(self, trader: str, order_id: str) -> dict[str, Any] | None:
+        return next((r for r in self.order_rows if r["trader"] == trader and r["order_id"] == order_id), None)
+
+    def balance(self, trader: str) -> dict[str, Any]:
+        empty = {"trader": trader, "free": 0, "reserved": 0, "withdrawing": 0, "locked": 0, "holdings": []}
+        return self.balances.get(trader, empty)
 
     def markets(self) -> list[dict[str, Any]]:
         return self.market_rows
@@ -122,36 +124,6 @@ def _market_row(symbol: str) -> dict[str, Any]:
     row["kind"] = str(row["kind"])
     row["status"] = str(row["status"])
     return row
-
-
-class InMemoryIdempotency:
-    """`IdempotencyStore` in a dict (no expiry: a test lives shorter than any TTL)."""
-
-    def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], IdempotencyEntry] = {}
-        self._lock = threading.Lock()
-
-    def get(self, trader: str, key: str) -> IdempotencyEntry | None:
-        return self.entries.get((trader, key))
-
-    def put_if_absent(self, entry: IdempotencyEntry, *, ttl_s: int) -> IdempotencyEntry | None:
-        with self._lock:
-            existing = self.entries.get((entry.trader, entry.key))
-            if existing is None:
-                self.entries[(entry.trader, entry.key)] = entry
-            return existing
-
-    def complete(
-        self, trader: str, key: str, fingerprint: str, status: int, body: bytes, *, ttl_s: int
-    ) -> bool:
-        with self._lock:
-            entry = self.entries.get((trader, key))
-            if entry is None or entry.fingerprint != fingerprint:
-                return False
-            self.entries[(trader, key)] = IdempotencyEntry(
-                trader, key, fingerprint, IdempotencyState.COMPLETED, status, body
-            )
-            return True
 
 
 def settings(**overrides: Any) -> Settings:
@@ -171,7 +143,7 @@ class Exchange:
 
     sender: FakeSender = field(default_factory=FakeSender)
     reads: FakeReads = field(default_factory=FakeReads)
-    idempotency: InMemoryIdempotency = field(default_factory=InMemoryIdempotency)
+    idempotency: MemoryIdempotencyStore = field(default_factory=MemoryIdempotencyStore)
     settings: Settings = field(default_factory=settings)
 
     def __post_init__(self) -> None:

@@ -39,7 +39,7 @@ def test_a_limit_order_in_human_units_is_signed_in_ticks_and_lots(
     (order,) = exchange.sender.placed()
     assert (order.side, order.size, order.price, order.post_only) == (Side.BUY, 3, 650_005, True)
     out = capsys.readouterr().out
-    assert "NEW" in out and order.order_id in out and "0.003" in out
+    assert "RESTING" in out and order.order_id in out and "0.003" in out
 
 
 def test_raw_ticks_and_lots_need_no_market_lookup(exchange: Exchange) -> None:

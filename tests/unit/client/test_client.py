@@ -47,7 +47,7 @@ def test_limit_order_reaches_risk_as_signed(exchange: Exchange, client: CxptClie
     placed = client.place_limit("BTC-PERP", "buy", 3, 650_005, post_only=True, client_order_id="c1")
 
     # Expectation: the gateway verified Alice's signature and sent exactly her order on.
-    assert placed == OrderResult(placed.order_id, "c1", "NEW", leaves_qty=3)
+    assert placed == OrderResult(placed.order_id, "c1", "RESTING", leaves_qty=3)
     (command,) = exchange.sender.sent
     assert command.trader == ALICE
     assert command.body == PlaceOrder(
@@ -91,7 +91,7 @@ def test_market_order_reaches_risk_as_signed(exchange: Exchange, client: CxptCli
     placed = client.place_market("BTC-PERP", "SELL", 5, 640_000, tif="FOK", reduce_only=True)
 
     body = exchange.sender.placed()[0]
-    assert placed.status == "NEW"
+    assert placed.status == "RESTING"
     assert (body.order_type, body.side, body.price, body.size, body.time_in_force, body.reduce_only) == (
         OrderType.MARKET, Side.SELL, 640_000, 5, TimeInForce.FOK, True,
     )  # fmt: skip
@@ -197,7 +197,7 @@ def test_a_client_whose_clock_is_behind_signs_fresh_deadlines(
     synced = CxptClient(GATEWAY_URL, ALICE_KEY, http=exchange.http())
     unsynced = CxptClient(GATEWAY_URL, ALICE_KEY, http=exchange.http(), sync_clock=False)
 
-    assert synced.place_limit("BTC-PERP", "buy", 1, 650_000).status == "NEW"
+    assert synced.place_limit("BTC-PERP", "buy", 1, 650_000).status == "RESTING"
     with pytest.raises(CxptError) as refused:
         unsynced.place_limit("BTC-PERP", "buy", 1, 650_000)
 
@@ -217,7 +217,7 @@ def test_a_retry_after_a_lost_answer_replays_it(exchange: Exchange) -> None:
         placed = c.place_limit("BTC-PERP", "buy", 3, 650_005)
 
     # Expectation: one command ran; the retry got the first answer, from the idempotency store.
-    assert placed.status == "NEW"
+    assert placed.status == "RESTING"
     assert len(exchange.sender.sent) == 1
     first, retry = _posts(exchange, "/orders")
     assert first.headers["Idempotency-Key"] == retry.headers["Idempotency-Key"]
@@ -233,7 +233,7 @@ def test_a_lost_answer_without_retries_can_be_resent_by_hand(exchange: Exchange,
     assert lost.value.request is not None and "resend" in lost.value.hint
     resent = client.resend(lost.value.request)
 
-    assert isinstance(resent, OrderResult) and resent.status == "NEW"
+    assert isinstance(resent, OrderResult) and resent.status == "RESTING"
     assert resent.order_id == lost.value.request.order_id
     assert len(exchange.sender.sent) == 1
 

@@ -52,7 +52,7 @@ def test_the_market_making_loop_quotes_both_sides_and_leans_on_inventory(
     }
     assert len(quotes) == 2 * 30
     assert len(exchange.sender.sent) == 3 * 30 + 1  # and a last cancel-all on the way out
-    assert "buy  0.001 @ 64994.8: NEW" in capsys.readouterr().out
+    assert "buy  0.001 @ 64994.8: RESTING" in capsys.readouterr().out
 
 
 def test_every_python_example_compiles() -> None:

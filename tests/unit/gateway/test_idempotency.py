@@ -3,7 +3,6 @@ flow over the store port (a memory store here; Cassandra implements the same por
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
@@ -32,36 +31,7 @@ from services.gateway.core.idempotency import (
     finish,
 )
 from services.gateway.stores import CassandraIdempotencyStore
-from tests.unit.gateway.kit import ALICE, BOB
-
-
-class MemoryIdempotencyStore:
-    """`IdempotencyStore` in a dict, with TTLs against a clock the test moves (`now_s`)."""
-
-    def __init__(self) -> None:
-        self.now_s = 0
-        self._rows: dict[tuple[str, str], tuple[IdempotencyEntry, int]] = {}
-
-    def get(self, trader: str, key: str) -> IdempotencyEntry | None:
-        row = self._rows.get((trader, key))
-        return row[0] if row is not None and row[1] > self.now_s else None
-
-    def put_if_absent(self, entry: IdempotencyEntry, *, ttl_s: int) -> IdempotencyEntry | None:
-        existing = self.get(entry.trader, entry.key)
-        if existing is None:
-            self._rows[(entry.trader, entry.key)] = (entry, self.now_s + ttl_s)
-        return existing
-
-    def complete(
-        self, trader: str, key: str, fingerprint: str, status: int, body: bytes, *, ttl_s: int
-    ) -> bool:
-        existing = self.get(trader, key)
-        if existing is None or existing.fingerprint != fingerprint:
-            return False
-        done = replace(existing, state=IdempotencyState.COMPLETED, status=status, body=body)
-        self._rows[(trader, key)] = (done, self.now_s + ttl_s)
-        return True
-
+from tests.unit.gateway.kit import ALICE, BOB, MemoryIdempotencyStore
 
 # Both implementations satisfy the port (checked by mypy, which runs on the tests).
 IMPLEMENTATIONS: tuple[type[IdempotencyStore], ...] = (MemoryIdempotencyStore, CassandraIdempotencyStore)

@@ -18,8 +18,8 @@ The rules, as the engine's docstring, `docs/matching.md` and the schemas state t
   an amend that would cross is refused.
 * Cancel-all cancels in the order the orders reached the book; settling or deleting a market
   cancels the bids, then the asks, each in priority order.
-* Ids: a venue id must differ from every open order's in the market, a client id from the trader's
-  open orders'; an id of a closed order may come back.
+* Ids: a venue id must differ from every open order's in the market, a client id (when not empty)
+  from the trader's open orders'; an id of a closed order may come back.
 * Refusals carry the engine's codes, reasons and detail texts (the property tests compare them all),
   checked in the engine's order so that the first failing check names the refusal.
 """
@@ -483,7 +483,9 @@ def _check_new_order(market: Market, trader: str, order: PlaceOrder) -> None:
         raise Refusal(MatcherReject.INVALID_EXPIRY, "expire_at is not in the future")
     if any(o.order_id == order.order_id for o in market.resting):
         raise Refusal(MatcherReject.DUPLICATE_ORDER_ID, order.order_id)
-    if any(o.trader == trader and o.client_order_id == order.client_order_id for o in market.resting):
+    if order.client_order_id and any(
+        o.trader == trader and o.client_order_id == order.client_order_id for o in market.resting
+    ):
         raise Refusal(MatcherReject.DUPLICATE_CLIENT_ORDER_ID, order.client_order_id)
 
 

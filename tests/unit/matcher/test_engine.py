@@ -291,6 +291,17 @@ def test_min_size_duplicate_ids_and_market_order_flags() -> None:
     assert rejection(market.apply(gtc_market).events) == "INVALID_ORDER_FLAGS"
 
 
+def test_orders_without_a_client_order_id_rest_side_by_side() -> None:
+    # State: Alice rests an order without a client order id ("" = none).
+    market = Market()
+    market.place(ALICE, BUY, 1, 100, client_order_id="")
+    # Action: a second one.
+    events = market.place(ALICE, BUY, 1, 99, client_order_id="")
+    # Expectation: it rests too — an empty client id is not an id that must be unique.
+    assert type(events[-1]).__name__ == "OrderRested"
+    market.engine.validate()
+
+
 def test_unknown_market_is_rejected_and_not_numbered() -> None:
     engine = MatchingEngine()
     result = engine.apply(Commands("NOPE-PERP").limit(ALICE, BUY, 1, 100))
