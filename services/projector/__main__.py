@@ -1,15 +1,24 @@
-"""Entry point: `python -m services.projector`."""
+"""Entry point: `python -m services.projector [--only accounts|read-model]`.
+
+`--only read-model` with a fresh CASSANDRA_KEYSPACE rebuilds the read model from offset 0 next to
+the running projector (docs/read-model.md).
+"""
+
+import argparse
 
 from services.common.bus import stop_on_signals
 from services.common.logs import configure_logging
 from services.common.settings import get_settings
-from services.projector.service import build
+from services.projector.service import PARTS, build
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.projector")
+    parser.add_argument("--only", choices=PARTS, help="run one projection (default: both)")
+    args = parser.parse_args()
     settings = get_settings()
     configure_logging(settings, service="projector")
-    build(settings).run(stop_on_signals())
+    build(settings, (args.only,) if args.only else PARTS).run(stop_on_signals())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,16 @@
-"""Projector service: account events → Cassandra and ClickHouse, idempotently, at least once."""
+"""Projector service: the log → Cassandra and ClickHouse, idempotently, at least once.
+
+Two consumers in one process, each committing its offsets only after its writes have landed:
+
+* `AccountsProjector` (group `projector.accounts`): every account event into the account history,
+  `account_events_by_trader` (Cassandra) and `account_events` (ClickHouse);
+* `ReadModelProjector` (group `projector.read-model.<keyspace>`): trade.log and accounts.events
+  into the gateway's read model (`docs/read-model.md`) through the pure core in `views.py`.
+
+The read model's group is named after its keyspace, so its committed offsets say how far that
+keyspace is projected: pointing the projector at a fresh keyspace rebuilds it from offset 0.
+A failed write stops the process (nothing is committed; the restart projects the batch again).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +21,20 @@ import threading
 from cassandra.cluster import Session
 from clickhouse_connect.driver.client import Client
 
+from services.common.binding import from_avro
 from services.common.bus import Bus, ProjectionConsumer
+from services.common.records import AccountEvent, TradeLogEntry
 from services.common.settings import Settings
 from services.common.stores import cassandra, clickhouse
-from services.common.topics import ACCOUNTS_EVENTS
+from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
 from services.projector.core import AccountEventRow, account_event_row
+from services.projector.tables import Writer
+from services.projector.views import OrderStates, Write, account_writes, coalesce
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "projector.accounts"
+READ_MODEL_GROUP = "projector.read-model.{keyspace}"
 _CH_COLUMNS = ["event_id", "trader", "ts_event", "kind", "amount", "detail"]
 
 
@@ -49,7 +66,10 @@ class AccountsProjector:
             while not stop.is_set():
                 self.run_once()
         finally:
-            self._consumer.close()
+            self.close()
+
+    def close(self) -> None:
+        self._consumer.close()
 
     def _write_cassandra(self, rows: list[AccountEventRow]) -> None:
         futures = [
@@ -62,6 +82,77 @@ class AccountsProjector:
             future.result()
 
 
+class ReadModelProjector:
+    """trade.log and accounts.events → orders, open orders, markets, balances and positions."""
+
+    def __init__(self, bus: Bus, session: Session, *, group_id: str | None = None) -> None:
+        keyspace = bus.settings.cassandra_keyspace
+        self.states = OrderStates()
+        self.writer = Writer(session, keyspace)
+        self.writes_sent = 0
+        self.orders_loaded = 0
+        self._trade_log = bus.topic(TRADE_LOG).name
+        self._consumer = ProjectionConsumer(
+            bus,
+            group_id=group_id or READ_MODEL_GROUP.format(keyspace=keyspace),
+            inputs=[TRADE_LOG, ACCOUNTS_EVENTS],
+        )
+
+    def run_once(self, max_records: int = 500, timeout_s: float = 0.2) -> int:
+        """Project one batch, then commit its offsets; returns how many records it read."""
+        batch = self._consumer.poll_batch(max_records, timeout_s)
+        try:
+            pending: list[Write] = []
+            for message in batch:
+                if message.topic != self._trade_log:
+                    pending += account_writes(from_avro(AccountEvent, message.value), message.offset)
+                    continue
+                entry: TradeLogEntry = from_avro(TradeLogEntry, message.value)
+                missing = self.states.needs(entry)
+                if missing:  # read back after this run's own writes have landed
+                    self._write(pending)
+                    pending = []
+                    self.states.load(self.writer.load_orders(missing))
+                    self.orders_loaded += len(missing)
+                pending += self.states.apply(entry)
+            self._write(pending)
+        except BaseException:
+            self.states.forget()  # what was folded may not be what the store holds
+            raise
+        self._consumer.commit()
+        return len(batch)
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _write(self, writes: list[Write]) -> None:
+        if writes:
+            self.writes_sent += self.writer.execute(coalesce(writes))
+
+
+class Projector:
+    """The projectors of one process, in one loop: what `python -m services.projector` runs."""
+
+    def __init__(self, *parts: AccountsProjector | ReadModelProjector) -> None:
+        self.parts = parts
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                for part in self.parts:
+                    part.run_once(timeout_s=0.1)
+        finally:
+            for part in self.parts:
+                part.close()
+
+
 def _utc(ts_us: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts_us / 1_000_000, tz=dt.UTC)
 
@@ -70,10 +161,20 @@ def _ch_row(r: AccountEventRow) -> list[object]:
     return [r.event_id, r.trader, _utc(r.ts_event_us), r.kind, r.amount, r.detail]
 
 
-def build(settings: Settings) -> AccountsProjector:
-    """Connect to the stores, apply their migrations, and return a ready projector."""
+PARTS = ("accounts", "read-model")
+
+
+def build(settings: Settings, parts: tuple[str, ...] = PARTS) -> Projector:
+    """Connect to the stores, apply their migrations, and return a ready projector running `parts`
+    (the account history, the read model, or both)."""
     session = cassandra.connect(settings)
     cassandra.migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
-    ch = clickhouse.connect(settings.clickhouse_dsn)
-    clickhouse.migrate(ch, settings.clickhouse_database)
-    return AccountsProjector(Bus(settings), session, ch)
+    bus = Bus(settings)
+    running: list[AccountsProjector | ReadModelProjector] = []
+    if "accounts" in parts:
+        ch = clickhouse.connect(settings.clickhouse_dsn)
+        clickhouse.migrate(ch, settings.clickhouse_database)
+        running.append(AccountsProjector(bus, session, ch))
+    if "read-model" in parts:
+        running.append(ReadModelProjector(bus, session))
+    return Projector(*running)
