@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
-SERVICES=(matcher risk projector)
+SERVICES=(matcher risk projector gateway)
 cd "$ROOT"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
