@@ -80,7 +80,7 @@ PENDING = Outcome(OrderStatus.PENDING)
 def account_outcome(body: object) -> Outcome | None:
     """The outcome an accounts.events body decides, or None if it is not decisive."""
     if isinstance(body, OrderRejected):
-        return Outcome(OrderStatus.REJECTED, code=body.reason_code, reason=body.reason)
+        return Outcome(OrderStatus.REJECTED, code=body.reason_code, reason=_reason(body.reason, body.detail))
     if isinstance(body, WithdrawalRequested):
         return Outcome(OrderStatus.ACCEPTED)
     return None
@@ -91,7 +91,9 @@ def entry_outcome(entry: TradeLogEntry, order_id: str | None) -> Outcome:
     events = entry.events
     for event in events:
         if isinstance(event, OrderRejected | CommandRejected):
-            return Outcome(OrderStatus.REJECTED, code=event.reason_code, reason=event.reason)
+            return Outcome(
+                OrderStatus.REJECTED, code=event.reason_code, reason=_reason(event.reason, event.detail)
+            )
     if order_id is None:
         cancelled = sum(e.cancelled_qty for e in events if isinstance(e, OrderCancelled))
         return Outcome(OrderStatus.ACCEPTED, cancelled_qty=cancelled)
@@ -124,3 +126,8 @@ def _order_outcome(events: list[Any], order_id: str) -> Outcome:
     return Outcome(
         final, filled_qty=filled, leaves_qty=max(size - filled - cancelled, 0), cancelled_qty=cancelled
     )
+
+
+def _reason(reason: str, detail: str) -> str:
+    """The refusal's name and, when there is one, the detail that says by how much."""
+    return f"{reason}: {detail}" if detail else reason

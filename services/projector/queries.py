@@ -161,7 +161,10 @@ def balance_for(session: Session, keyspace: str, trader: str) -> Balance:
 def markets(session: Session, keyspace: str) -> list[MarketRow]:
     """Every listed market with its parameters and status, by symbol (a scan of a small table)."""
     statement = _prepared(session, f"SELECT {select(MARKET_COLUMNS)} FROM {keyspace}.markets")
-    return sorted((market_row(r) for r in session.execute(statement)), key=lambda m: m.market)
+    # A row with progress but no listing means the listing never reached the read model (e.g. it
+    # went to dead letters): the market is unknown here, not half-known.
+    listed = (r for r in session.execute(statement) if r.kind is not None)
+    return sorted((market_row(r) for r in listed), key=lambda m: m.market)
 
 
 # -- plumbing --------------------------------------------------------------------------------------
