@@ -88,11 +88,12 @@ class Outbound:
     """A record to produce: the declared topic, its key and its value.
 
     `partition` overrides the key's partition: for broadcasts to every partition of a topic.
+    A `None` value is a tombstone: on a compacted topic it deletes the key.
     """
 
     topic: TopicSpec
     key: str
-    value: Record
+    value: Record | None
     headers: dict[str, bytes] = field(default_factory=dict)
     partition: int | None = None
 
@@ -170,7 +171,7 @@ def encode_outbound(bus: Bus, out: Outbound, correlation_id: bytes | None = None
     produce: dict[str, Any] = {
         "topic": bus.topic(out.topic).name,
         "key": out.key.encode(),
-        "value": bus.serde(out.topic).encode(out.value),
+        "value": None if out.value is None else bus.serde(out.topic).encode(out.value),
         "headers": list(headers.items()),
     }
     if out.partition is not None:

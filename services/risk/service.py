@@ -61,7 +61,7 @@ from services.common.topics import (
 )
 from services.risk.core import InvalidRiskInput, RiskEngine, RiskEvent, postings
 from services.risk.core import events as core_events
-from services.risk.core.state import export_partition, export_trader, import_state
+from services.risk.core.state import export_order, export_partition, export_trader, import_state
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ GROUP_ID = "risk"
 CODEC = "json-zlib-1"
 PARTITION_KEY = "~partition:{}"
 """Changelog key of a partition's global state (`~` sorts after every 0x address)."""
+ORDER_KEY = "~order:{}"
+"""Changelog key of one open order's state; a tombstone deletes it when the order closes."""
 
 AccountBody = (
     records.OrderRejected
@@ -193,13 +195,23 @@ class RiskService:
             self._dirty_partitions.add(partition)
 
     def changelog(self) -> list[Outbound]:
-        """The changelog records of the batch: each touched trader's state, then each touched
-        partition's global state, on the changelog partition of their input partition."""
+        """The changelog records of the batch: each touched trader's state, each changed order's
+        (a tombstone for a closed one), then each touched partition's global state, on the
+        changelog partition of their input partition."""
         produced = []
         for partition, traders in sorted(self._dirty_traders.items()):
             engine = self.engines[partition]
             for trader in sorted(traders):
                 produced.append(_state_record(partition, trader, export_trader(engine, trader)))
+        for partition, engine in sorted(self.engines.items()):
+            for order_id in engine.drain_touched_orders():
+                key = ORDER_KEY.format(order_id)
+                state = export_order(engine, order_id)
+                produced.append(
+                    _state_record(partition, key, state)
+                    if state is not None
+                    else Outbound(RISK_CHANGELOG, key=key, value=None, partition=partition)
+                )
         for partition in sorted(self._dirty_partitions):
             state = export_partition(self.engines[partition])
             produced.append(_state_record(partition, PARTITION_KEY.format(partition), state))
@@ -236,6 +248,7 @@ def _account_events(
 
 
 def _state_record(partition: int, key: str, state: dict[str, Any]) -> Outbound:
+    """`state` as the changelog record of `key`."""
     record = RiskStateRecord(key=key, codec=CODEC, payload=encode_payload(state))
     return Outbound(RISK_CHANGELOG, key=key, value=to_avro(record), partition=partition)
 
@@ -260,7 +273,9 @@ def read_changelog(bus: Bus, partitions: Iterable[int]) -> dict[int, dict[str, d
             if message is None:
                 raise TimeoutError(f"no end of {name} partitions {sorted(pending)} within 10 s")
             error = message.error()
-            if error is None:
+            if error is None and message.value() is None:  # a tombstone: the key's state is gone
+                latest[message.partition() or 0].pop(message.key() or b"", None)
+            elif error is None:
                 latest[message.partition() or 0][message.key() or b""] = message
             elif error.code() == KafkaError._PARTITION_EOF:
                 pending.discard(message.partition() or 0)
@@ -283,11 +298,13 @@ def rebuild(bus: Bus, partitions: Iterable[int]) -> dict[int, RiskEngine]:
     engines = {}
     for partition, states in read_changelog(bus, partitions).items():
         global_state = states.pop(PARTITION_KEY.format(partition), None)
-        engine = import_state(global_state, states.values())
+        orders = [state for key, state in states.items() if key.startswith(ORDER_KEY.format(""))]
+        trader_states = [state for key, state in states.items() if not key.startswith(ORDER_KEY.format(""))]
+        engine = import_state(global_state, trader_states, orders)
         engine.validate()
         engines[partition] = engine
         log.info(
-            "risk partition %s recovered from the changelog: %d traders, state %s",
-            partition, len(states), engine.state_hash(),
+            "risk partition %s recovered from the changelog: %d traders, %d orders, state %s",
+            partition, len(trader_states), len(orders), engine.state_hash(),
         )  # fmt: skip
     return engines

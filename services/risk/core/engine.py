@@ -529,7 +529,14 @@ class RiskEngine:
         order = self.ledger.orders.get(order_id)
         if order is None or order.trader != trader or order.market != posting.market:
             raise LedgerInvariantError(f"{posting.event_id}: order {order_id} of {trader} is unknown to risk")
+        self.ledger.touched_orders.add(order_id)
         return order
+
+    def drain_touched_orders(self) -> list[str]:
+        """The ids of the orders changed or closed since the last call, sorted; forgets them."""
+        touched = sorted(self.ledger.touched_orders)
+        self.ledger.touched_orders.clear()
+        return touched
 
     # -- reporting changes ---------------------------------------------------------------------
 
@@ -548,6 +555,7 @@ class RiskEngine:
 
     def _begin_order(self, order: Order) -> None:
         self._begin(order.trader, order.market)
+        self.ledger.touched_orders.add(order.order_id)
 
     def _changes(self, reason: ChangeReason, ref: str) -> list[RiskEvent]:
         events: list[RiskEvent] = []

@@ -126,6 +126,9 @@ class Ledger:
     def __init__(self) -> None:
         self.accounts: dict[str, Account] = {}
         self.orders: dict[str, Order] = {}
+        self.touched_orders: set[str] = set()
+        """Ids of the orders changed (or closed) since the owner last drained this set: what the
+        service writes to its changelog. Bookkeeping for the adapter, not part of the state."""
         self.positions: dict[tuple[str, str], Position] = {}
         self.holdings: dict[tuple[str, str], Holding] = {}
         self.fees = 0
@@ -191,6 +194,7 @@ class Ledger:
         self.hold(order, need.usdc, need.inventory)
         self.orders[order.order_id] = order
         account.orders[order.order_id] = None
+        self.touched_orders.add(order.order_id)
 
     def hold(self, order: Order, usdc: int, inventory: int) -> None:
         """Move more free USDC / synth lots into `order`'s reservation (the caller checked they exist)."""
@@ -198,6 +202,7 @@ class Ledger:
         account.free -= usdc
         account.reserved += usdc
         order.reserved_usdc += usdc
+        self.touched_orders.add(order.order_id)
         if inventory:
             holding = self.holding(order.trader, order.market)
             holding.held -= inventory
@@ -219,6 +224,7 @@ class Ledger:
             )
         order.reserved_usdc -= usdc
         order.reserved_inventory -= inventory
+        self.touched_orders.add(order.order_id)
         self.account(order.trader).reserved -= usdc
         if inventory:
             self.holding(order.trader, order.market).reserved -= inventory

@@ -1,12 +1,15 @@
-"""Export and import of a risk engine's state as plain data, one trader at a time.
+"""Export and import of a risk engine's state as plain data, one trader and one order at a time.
 
-The risk service keeps its state in a compacted changelog (one record per trader, one per
-partition), so the state splits in two:
+The risk service keeps its state in a compacted changelog (one record per trader, one per open
+order, one per partition), so the state splits in three:
 
-* **trader state** (`export_trader`): the trader's USDC buckets and pending withdrawals, their open
-  orders (with reservations and in-flight amendments), positions, synth holdings, the ids of the
-  deposits credited to them (the dedupe set, split by trader so it does not grow a shared record)
-  and the nonces they signed (their part of the replay guard: at most 100, and a floor);
+* **trader state** (`export_trader`): the trader's USDC buckets and pending withdrawals,
+  positions, synth holdings, the ids of the deposits credited to them (the dedupe set, split by
+  trader so it does not grow a shared record) and the nonces they signed (their part of the replay
+  guard: at most 100, and a floor);
+* **order state** (`export_order`): one open order with its reservation and in-flight amendment —
+  apart from its trader, so a batch writes only the orders it changed, not every open order of a
+  market maker with hundreds of quotes (`None` once the order is closed: a tombstone);
 * **partition state** (`export_partition`): everything not owned by one trader — the markets,
   the per-market trade-log watermarks, the exchange accounts (FEES, CLEARING, INSURANCE), synth
   lots in clearing and deposited, and the deposit/withdrawal totals.
@@ -26,12 +29,14 @@ from services.risk.core.engine import RiskEngine
 from services.risk.core.ledger import Account, Holding, Market, Order, PendingAmend, Position
 from services.risk.core.rules import Rates
 
-FORMAT = 2
+FORMAT = 3
 """Version of the exported layout; `import_state` reads it and the ones in `READABLE`."""
-READABLE = frozenset({1, FORMAT})
-"""1: before trader states carried `nonces` (read as none spent)."""
+READABLE = frozenset({1, 2, FORMAT})
+"""1: before trader states carried `nonces` (read as none spent); 1–2: trader states carried their
+open orders (and the account their ids), read as if exported as order states."""
 
 TraderState = dict[str, Any]
+OrderState = dict[str, Any]
 PartitionState = dict[str, Any]
 
 
@@ -48,13 +53,9 @@ def traders(engine: RiskEngine) -> list[str]:
 
 
 def export_trader(engine: RiskEngine, trader: str) -> TraderState:
-    """Everything the engine holds for `trader` (empty lists and no account if nothing)."""
+    """Everything the engine holds for `trader` but their open orders (no account if nothing)."""
     ledger = engine.ledger
     account = ledger.accounts.get(trader)
-    order_ids = list(account.orders) if account is not None else []
-    order_ids += [
-        o.order_id for o in ledger.orders.values() if o.trader == trader and o.order_id not in order_ids
-    ]
     return {
         "format": FORMAT,
         "trader": trader,
@@ -66,9 +67,7 @@ def export_trader(engine: RiskEngine, trader: str) -> TraderState:
             "withdrawing": account.withdrawing,
             "locked": account.locked,
             "withdrawals": [[wid, amount] for wid, amount in account.withdrawals.items()],
-            "orders": list(account.orders),
         },
-        "orders": [_export_order(ledger.orders[oid]) for oid in order_ids],
         "positions": [
             [market, p.size, p.basis, p.collateral, p.realized_pnl]
             for (t, market), p in ledger.positions.items()
@@ -80,6 +79,12 @@ def export_trader(engine: RiskEngine, trader: str) -> TraderState:
         ],
         "nonces": engine.nonces.export_signer(trader),
     }
+
+
+def export_order(engine: RiskEngine, order_id: str) -> OrderState | None:
+    """One open order's state, or None if the engine holds no such order (it closed)."""
+    order = engine.ledger.orders.get(order_id)
+    return None if order is None else _export_order(order) | {"format": FORMAT}
 
 
 def export_partition(engine: RiskEngine) -> PartitionState:
@@ -101,12 +106,17 @@ def export_partition(engine: RiskEngine) -> PartitionState:
     }
 
 
-def export_state(engine: RiskEngine) -> tuple[PartitionState, list[TraderState]]:
-    """The whole state: the partition part and one part per trader."""
-    return export_partition(engine), [export_trader(engine, t) for t in traders(engine)]
+def export_state(engine: RiskEngine) -> tuple[PartitionState, list[TraderState], list[OrderState]]:
+    """The whole state: the partition part, one part per trader, one per open order."""
+    orders = [_export_order(o) | {"format": FORMAT} for o in engine.ledger.orders.values()]
+    return export_partition(engine), [export_trader(engine, t) for t in traders(engine)], orders
 
 
-def import_state(partition: PartitionState | None, trader_states: Iterable[TraderState]) -> RiskEngine:
+def import_state(
+    partition: PartitionState | None,
+    trader_states: Iterable[TraderState],
+    order_states: Iterable[OrderState] = (),
+) -> RiskEngine:
     """A new engine holding exactly the exported state (`partition` None: a fresh partition)."""
     engine = RiskEngine()
     ledger = engine.ledger
@@ -125,7 +135,15 @@ def import_state(partition: PartitionState | None, trader_states: Iterable[Trade
         ledger.withdrawn = partition["withdrawn"]
     for state in trader_states:
         _import_trader(engine, state)
+    for state in order_states:
+        _check_format(state)
+        _import_order_into(engine, _import_order(state))
     return engine
+
+
+def _import_order_into(engine: RiskEngine, order: Order) -> None:
+    engine.ledger.orders[order.order_id] = order
+    engine.ledger.account(order.trader).orders[order.order_id] = None
 
 
 def _import_trader(engine: RiskEngine, state: TraderState) -> None:
@@ -140,11 +158,9 @@ def _import_trader(engine: RiskEngine, state: TraderState) -> None:
             withdrawing=a["withdrawing"],
             locked=a["locked"],
             withdrawals={wid: amount for wid, amount in a["withdrawals"]},
-            orders=dict.fromkeys(a["orders"]),
         )
-    for item in state["orders"]:
-        order = _import_order(item)
-        ledger.orders[order.order_id] = order
+    for item in state.get("orders", ()):  # formats 1-2 kept a trader's open orders in their record
+        _import_order_into(engine, _import_order(item))
     for market, size, basis, collateral, realized_pnl in state["positions"]:
         ledger.positions[(trader, market)] = Position(size, basis, collateral, realized_pnl)
     for market, held, reserved in state["holdings"]:

@@ -229,7 +229,7 @@ def test_a_trader_known_only_by_a_nonce_is_exported() -> None:
     x = Exchange(btc_perp())
     x.place(BOB, PERP, Side.BUY, 1, 500_000)
 
-    _, traders = export_state(x.risk)
+    _, traders, _ = export_state(x.risk)
 
     assert [t["trader"] for t in traders] == [BOB]
     assert traders[0]["account"] is None and len(traders[0]["nonces"]["nonces"]) == 1
