@@ -55,6 +55,7 @@ class FakeSender:
     sent: list[TraderCommand] = field(default_factory=list)
 
     async def send(self, out: Outbound, *, order_id: str | None, wait_s: float) -> Outcome:
+        assert out.value is not None, "commands are never tombstones"
         command: TraderCommand = from_avro(TraderCommand, out.value)
         self.sent.append(command)
         return self.decide(command)
