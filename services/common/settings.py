@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     instance_id: str = Field("0", description="stable id of this replica (StatefulSet ordinal)")
     snapshot_every: int = Field(10_000, ge=1, description="commands between state snapshots")
     batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
-    batch_timeout_ms: int = Field(20, ge=0, description="max wait to fill a batch")
+    batch_timeout_ms: int = Field(20, ge=0, description="longest wait for the first record of a batch")
     log_level: str = "INFO"
     log_json: bool = True
 

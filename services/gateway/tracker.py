@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from services.common.binding import from_avro
-from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound
+from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound, take_batch
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
@@ -118,7 +118,7 @@ class CommandTracker:
 
     def _tail(self) -> None:
         while not self._stop.is_set():
-            for message in self._consumer.consume(500, 0.05):
+            for message in take_batch(self._consumer, 500, 0.05):
                 if message.error() is None:
                     self._resolve(message)
 
