@@ -16,7 +16,7 @@ from services.common.records import MarketStatus
 from services.common.settings import Settings
 from services.common.stores import cassandra
 from services.gateway.app import Gateway, create_app
-from services.gateway.stores import CassandraIdempotencyStore
+from services.gateway.stores import CassandraAnswers, LocalIdempotencyStore, TieredIdempotencyStore
 from services.gateway.tracker import CommandTracker
 from services.projector import queries
 
@@ -100,7 +100,9 @@ def build_gateway(settings: Settings) -> Gateway:
         settings=settings,
         sender=tracker,
         reads=CassandraReadModel(session, settings.cassandra_keyspace),
-        idempotency=CassandraIdempotencyStore(session, settings.cassandra_keyspace),
+        idempotency=TieredIdempotencyStore(
+            LocalIdempotencyStore(), CassandraAnswers(session, settings.cassandra_keyspace)
+        ),
         tracker=tracker,
     )
 

@@ -5,12 +5,10 @@ The keys are anvil's well-known development accounts #0–#2 (public: never fund
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
-from services.gateway.core.idempotency import IdempotencyEntry, IdempotencyState
 from services.gateway.core.typed_data import (
     Amend,
     Cancel,
@@ -23,6 +21,7 @@ from services.gateway.core.typed_data import (
     TimeInForceCode,
     Withdrawal,
 )
+from services.gateway.stores import LocalIdempotencyStore
 from tests.kit import TS_2026_11_23
 
 ALICE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -117,40 +116,9 @@ def withdrawal_alice_250_usdc(**overrides: Any) -> Withdrawal:
     return replace(withdrawal, **overrides)
 
 
-class MemoryIdempotencyStore:
-    """`IdempotencyStore` in a dict, with TTLs against a clock the test moves (`now_s`)."""
+class MemoryIdempotencyStore(LocalIdempotencyStore):
+    """The gateway's process-local store, on a clock the test moves (`now_s`, seconds)."""
 
     def __init__(self) -> None:
         self.now_s = 0
-        self._rows: dict[tuple[str, str], tuple[IdempotencyEntry, int]] = {}
-        self._lock = threading.Lock()  # the gateway calls it from a thread pool
-
-    def get(self, trader: str, key: str) -> IdempotencyEntry | None:
-        row = self._rows.get((trader, key))
-        return row[0] if row is not None and row[1] > self.now_s else None
-
-    def put_if_absent(self, entry: IdempotencyEntry, *, ttl_s: int) -> IdempotencyEntry | None:
-        with self._lock:
-            existing = self.get(entry.trader, entry.key)
-            if existing is None:
-                self._rows[(entry.trader, entry.key)] = (entry, self.now_s + ttl_s)
-            return existing
-
-    def complete(
-        self, trader: str, key: str, fingerprint: str, status: int, body: bytes, *, ttl_s: int
-    ) -> bool:
-        with self._lock:
-            existing = self.get(trader, key)
-            if existing is None or existing.fingerprint != fingerprint:
-                return False
-            done = replace(existing, state=IdempotencyState.COMPLETED, status=status, body=body)
-            self._rows[(trader, key)] = (done, self.now_s + ttl_s)
-            return True
-
-    def release(self, trader: str, key: str, fingerprint: str) -> bool:
-        with self._lock:
-            existing = self.get(trader, key)
-            if existing is None or existing.fingerprint != fingerprint:
-                return False
-            del self._rows[(trader, key)]
-            return True
+        super().__init__(clock=lambda: self.now_s)

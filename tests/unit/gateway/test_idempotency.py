@@ -30,11 +30,11 @@ from services.gateway.core.idempotency import (
     fingerprint,
     finish,
 )
-from services.gateway.stores import CassandraIdempotencyStore
+from services.gateway.stores import CassandraAnswers, LocalIdempotencyStore, TieredIdempotencyStore
 from tests.unit.gateway.kit import ALICE, BOB, MemoryIdempotencyStore
 
 # Both implementations satisfy the port (checked by mypy, which runs on the tests).
-IMPLEMENTATIONS: tuple[type[IdempotencyStore], ...] = (MemoryIdempotencyStore, CassandraIdempotencyStore)
+IMPLEMENTATIONS: tuple[type[IdempotencyStore], ...] = (LocalIdempotencyStore, TieredIdempotencyStore)
 
 KEY = "3f1b0c9e-order-1"
 ORDER_BODY: dict[str, JsonValue] = {"market": "BTC-PERP", "side": "BUY", "price": 650005, "size": 3}
@@ -239,3 +239,48 @@ def test_a_completed_answer_is_kept_for_a_day() -> None:
     assert begin(store, alice_posts_order()) == Replay(*ACCEPTED_202)
     store.now_s += 1
     assert isinstance(begin(store, alice_posts_order()), Proceed)
+
+
+# -- the tiered store: answers shared between replicas through Cassandra -----------------------
+
+
+class SharedAnswers(CassandraAnswers):
+    """`CassandraAnswers` over a dict: what every replica's writes have made visible."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], IdempotencyEntry] = {}
+
+    def get(self, trader: str, key: str) -> IdempotencyEntry | None:
+        return self.rows.get((trader, key))
+
+    def save(self, entry: IdempotencyEntry, *, ttl_s: int) -> None:
+        self.rows[(entry.trader, entry.key)] = entry
+
+
+def replica(shared: SharedAnswers) -> TieredIdempotencyStore:
+    return TieredIdempotencyStore(MemoryIdempotencyStore(), shared)
+
+
+def test_a_retry_on_another_replica_replays_the_first_answer() -> None:
+    # State: replica A answered Alice's order.
+    shared = SharedAnswers()
+    a, b = replica(shared), replica(shared)
+    first = begin(a, alice_posts_order())
+    assert isinstance(first, Proceed)
+    finish(a, first, *ACCEPTED_202)
+    # Action: the same request reaches replica B (or A after a restart).
+    # Expectation: B replays A's answer; a different body under the key is refused there too.
+    assert begin(b, alice_posts_order()) == Replay(*ACCEPTED_202)
+    assert begin(b, alice_posts_order(body={"market": "ETH-PERP"})) == KEY_REUSED
+
+
+def test_claims_stay_local_only_answers_are_shared() -> None:
+    # State: replica A is running Alice's order.
+    shared = SharedAnswers()
+    a, b = replica(shared), replica(shared)
+    assert isinstance(begin(a, alice_posts_order()), Proceed)
+    # Expectation: A tells a concurrent duplicate to wait; nothing is shared until the answer, so B
+    # lets it proceed — where the spent nonce stops it from running twice (docs/gateway.md).
+    assert begin(a, alice_posts_order()) == IN_PROGRESS
+    assert shared.rows == {}
+    assert isinstance(begin(b, alice_posts_order()), Proceed)
