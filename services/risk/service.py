@@ -224,7 +224,12 @@ class RiskService:
     def recover(self, committed: dict[tuple[str, int], int | None]) -> None:
         """Rebuild each assigned partition's engine from its changelog partition."""
         partitions = sorted({partition for _, partition in committed})
-        self.engines.update(rebuild(self.bus, partitions))
+        rebuilt = rebuild(self.bus, partitions)
+        for engine in rebuilt.values():
+            # The next batch rewrites every open order's record: a changelog of an older format
+            # kept orders inside their trader's record, which that batch replaces.
+            engine.ledger.touched_orders.update(engine.ledger.orders)
+        self.engines.update(rebuilt)
         for partition in partitions:
             self._dirty_traders.pop(partition, None)
             self._dirty_partitions.discard(partition)
