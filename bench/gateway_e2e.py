@@ -40,7 +40,7 @@ from services.common.presets import preset
 from services.common.settings import REPO_ROOT, Settings
 from services.common.topics import ACCOUNTS_EVENTS, TOPICS, ensure_topics
 from services.gateway.core import typed_data as td
-from tests.kit import deposit_event
+from tests.kit import deposit_event, wait_until_ready
 
 ADMIN_KEY = "bench-admin-" + "k" * 32
 PRICE = 650_000
@@ -172,7 +172,7 @@ def main() -> None:
     processes.append(start("projector", env, log_dir, "--only", "read-model"))
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url)
+        wait_until_ready(url)
         domain_json = httpx.get(f"{url}/info").json()
         domain = td.ExchangeDomain(
             chain_id=domain_json["chainId"], verifying_contract=domain_json["verifyingContract"]
@@ -204,18 +204,6 @@ def main() -> None:
             }
         )
     )
-
-
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("the gateway did not become ready in 60 s")
 
 
 def _list_market(url: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import httpx
 
 from services.common.presets import preset
 from services.common.records import (
@@ -47,6 +50,19 @@ def deposit_event(*, trader: str, amount: int, n: int, ts_event: int = TS_2026_1
 ALICE = trader_address(0xA11CE)
 BOB = trader_address(0xB0B)
 CAROL = trader_address(0xCA201)
+
+
+def wait_until_ready(gateway_url: str, timeout_s: float = 60) -> None:
+    """Return once the gateway at `gateway_url` answers `/ready` with 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{gateway_url}/ready").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"the gateway at {gateway_url} was not ready within {timeout_s} s")
 
 
 def btc_perp(

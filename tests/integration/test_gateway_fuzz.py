@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 import uvicorn
@@ -29,6 +27,7 @@ from services.common.settings import Settings
 from services.common.stores import cassandra
 from services.gateway.wiring import build_app
 from tests.integration.stack import exchange
+from tests.kit import wait_until_ready
 
 EXAMPLES_PER_OPERATION = 40
 
@@ -50,23 +49,11 @@ def gateway_url(settings: Settings, bus: Bus) -> Iterator[str]:
     with exchange(fuzz_settings):
         thread.start()
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url)
+        wait_until_ready(url)
         yield url
         server.should_exit = True
         thread.join(30)
     session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-
-
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError("gateway not ready")
 
 
 def test_no_input_makes_the_gateway_fail(gateway_url: str) -> None:
