@@ -268,6 +268,7 @@ class TransactionalProcessor:
         self._on_batch_end = on_batch_end
         self.batch_max = bus.settings.batch_max_messages
         self.batch_timeout_s = bus.settings.batch_timeout_ms / 1000
+        self.batch_linger_s = bus.settings.batch_linger_ms / 1000
         self._inputs = {bus.topic(s).name: s for s in inputs}
         for spec in inputs:
             bus.serde(spec)  # fail at start, not on the first record, if a schema is unregistered
@@ -289,7 +290,8 @@ class TransactionalProcessor:
 
     def run_once(self) -> int:
         """Consume and process at most one batch in one transaction; returns records consumed."""
-        messages = [m for m in take_batch(self._consumer, self.batch_max, self.batch_timeout_s) if _usable(m)]
+        batch = take_batch(self._consumer, self.batch_max, self.batch_timeout_s, self.batch_linger_s)
+        messages = [m for m in batch if _usable(m)]
         if not messages:
             return 0
         try:
@@ -366,17 +368,17 @@ class TransactionalProcessor:
         self._assigned(self._consumer, self._consumer.assignment())
 
 
-def take_batch(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
-    """What has arrived, up to `max_records`, waiting at most `timeout_s` for the first record only.
+def take_batch(consumer: Consumer, max_records: int, timeout_s: float, linger_s: float = 0) -> list[Message]:
+    """Up to `max_records`: waiting at most `timeout_s` for the first, then at most `linger_s` more.
 
     `Consumer.consume(n, timeout)` waits until n records *or* the timeout, so at a low rate every
-    record would wait the whole timeout at every hop; here a lone record goes at once, and under load
-    the batch fills from what the client has already fetched.
+    record would wait the whole timeout at every hop; here a lone record goes after `linger_s`, and
+    under load the batch fills from what the client has already fetched.
     """
     first = consumer.poll(timeout_s)
     if first is None:
         return []
-    return [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+    return [first, *consumer.consume(max_records - 1, linger_s)] if max_records > 1 else [first]
 
 
 def _headers(msg: Message) -> dict[str, bytes]:

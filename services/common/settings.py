@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(10_000, ge=1, description="commands between state snapshots")
     batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
     batch_timeout_ms: int = Field(20, ge=0, description="longest wait for the first record of a batch")
+    batch_linger_ms: int = Field(5, ge=0, description="wait after a batch's first record for more")
     log_level: str = "INFO"
     log_json: bool = True
 
