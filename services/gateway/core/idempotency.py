@@ -23,9 +23,9 @@ execution. An IN_FLIGHT entry gets a
 short TTL, so a gateway that dies mid-request blocks its key only for that long; a COMPLETED one
 keeps the answer for a day.
 
-`decide` is pure. `IdempotencyStore` is the narrow port the gateway needs (Cassandra implements it
-in `services/gateway/stores.py`); `begin` is the one round trip that claims a key or reads who
-holds it.
+`decide` is pure. `IdempotencyStore` is the narrow port the gateway needs
+(`services/gateway/stores.py`: claims in the gateway process, answers shared through Cassandra);
+`begin` is the one call that claims a key or reads who holds it.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def decide(entry: IdempotencyEntry | None, request: IdempotentRequest) -> Decisi
 
 
 class IdempotencyStore(Protocol):
-    """Where entries live, with expiry. Implementations must make `put_if_absent` atomic."""
+    """Where entries live, with expiry. `put_if_absent` must be atomic where the store keeps its
+    claims (in the gateway's implementation: within the process)."""
 
     def get(self, trader: str, key: str) -> IdempotencyEntry | None:
         """The live entry for (trader, key), if any."""
