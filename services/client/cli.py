@@ -165,7 +165,10 @@ def cmd_order(ctx: _Context) -> None:
 
 def cmd_cancel(ctx: _Context) -> None:
     with ctx.client() as client:
-        result = client.cancel(ctx.args.market, _uuid(ctx.args.order_id))
+        if ctx.args.client_id:
+            result = client.cancel_by_client_id(ctx.args.market, ctx.args.order_id)
+        else:
+            result = client.cancel(ctx.args.market, _uuid(ctx.args.order_id))
     ctx.emit(result, lambda: _show_command(result, "cancel"))
 
 
@@ -467,7 +470,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("cancel", cmd_cancel, "cancel one order")
     p.add_argument("market")
-    p.add_argument("order_id")
+    p.add_argument("order_id", help="the order id (or, with --client-id, your client order id)")
+    p.add_argument("--client-id", action="store_true", help="ORDER_ID is the client order id you chose")
     p = command("cancel-all", cmd_cancel_all, "cancel all your open orders (or one market's, one side's)")
     p.add_argument("--market")
     p.add_argument("--side", type=_side)

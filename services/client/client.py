@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
@@ -243,6 +244,17 @@ class CxptClient:
         )  # fmt: skip
         body = {"trader": struct.trader, "market": market, "nonce": nonce, "deadline": deadline}
         return self._command(self._signed("DELETE", f"/orders/{oid}", struct, body))
+
+    def cancel_by_client_id(self, market: str, client_order_id: str) -> CommandResult:
+        """Cancel one open order by the client order id it was placed with."""
+        nonce, deadline = self._stamp()
+        struct = td.Cancel(
+            trader=self.address, market=market, order_id=None, client_order_id=client_order_id, nonce=nonce,
+            deadline=deadline,
+        )  # fmt: skip
+        body = {"trader": struct.trader, "market": market, "nonce": nonce, "deadline": deadline}
+        path = f"/orders/by-client-id/{quote(client_order_id, safe='')}"
+        return self._command(self._signed("DELETE", path, struct, body))
 
     def cancel_all(self, market: str | None = None, side: Side | None = None) -> CommandResult:
         """Cancel every open order; only in `market` and/or on `side` when given."""

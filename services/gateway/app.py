@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -340,6 +340,30 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         struct = _struct(lambda: body.struct(order_id))
         command = CancelOrder(
             market=body.market, order_id=str(order_id), client_order_id=None, nonce=body.nonce,
+            signature=body.signature_bytes(),
+        )  # fmt: skip
+        return await _submit(
+            gateway, request, idempotency_key=idempotency_key, struct=struct,
+            signature=body.signature_bytes(), body=command,
+            market=None, order_id=None, answer=_command_answer, metrics=metrics,
+        )  # fmt: skip
+
+    @app.delete(
+        "/orders/by-client-id/{client_order_id:path}",
+        tags=["traders"],
+        responses={202: {"model": m.CommandAnswer}, 404: {"model": m.ErrorBody}, 409: {"model": m.ErrorBody},
+                   422: {"model": m.ErrorBody}},
+    )  # fmt: skip
+    async def cancel_by_client_id(
+        request: Request,
+        client_order_id: Annotated[str, Path(min_length=1, max_length=64)],
+        body: m.CancelRequest,
+        idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
+    ) -> Response:
+        """Cancel one order by the trader's own client order id (signed `Cancel` with `clientOrderId`)."""
+        struct = _struct(lambda: body.struct_by_client_id(client_order_id))
+        command = CancelOrder(
+            market=body.market, order_id=None, client_order_id=client_order_id, nonce=body.nonce,
             signature=body.signature_bytes(),
         )  # fmt: skip
         return await _submit(

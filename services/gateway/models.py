@@ -95,7 +95,7 @@ class MarketOrderRequest(_OrderBody):
 
 
 class CancelRequest(_Signed):
-    """Cancel one order; the order id is in the path and is part of what was signed."""
+    """Cancel one order; its id (venue or client order id) is in the path and is part of what was signed."""
 
     market: Symbol
 
@@ -105,6 +105,16 @@ class CancelRequest(_Signed):
             market=self.market,
             order_id=order_id,
             client_order_id=None,
+            nonce=self.nonce,
+            deadline=self.deadline,
+        )
+
+    def struct_by_client_id(self, client_order_id: str) -> td.Cancel:
+        return td.Cancel(
+            trader=self.trader.lower(),
+            market=self.market,
+            order_id=None,
+            client_order_id=client_order_id,
             nonce=self.nonce,
             deadline=self.deadline,
         )

@@ -85,10 +85,12 @@ def test_a_gtt_order_takes_an_iso_expiry(exchange: Exchange) -> None:
 
 def test_cancel_and_cancel_all(exchange: Exchange, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(exchange, "cancel", "BTC-PERP", "01a205b3-d000-7000-8000-000000000001") == 0
+    assert run(exchange, "cancel", "BTC-PERP", "my-quote-7", "--client-id") == 0
     assert run(exchange, "cancel-all", "--market", "ETH-PERP", "--side", "sell") == 0
 
-    cancel, cancel_all = (c.body for c in exchange.sender.sent)
+    cancel, by_client_id, cancel_all = (c.body for c in exchange.sender.sent)
     assert cancel.order_id == "01a205b3-d000-7000-8000-000000000001"  # type: ignore[union-attr]
+    assert by_client_id.client_order_id == "my-quote-7"  # type: ignore[union-attr]
     assert (cancel_all.market, cancel_all.side) == ("ETH-PERP", Side.SELL)  # type: ignore[union-attr]
     assert "ACCEPTED" in capsys.readouterr().out
 

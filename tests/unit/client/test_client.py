@@ -109,6 +109,17 @@ def test_cancel_signs_the_order_id_of_the_path(exchange: Exchange, client: CxptC
     assert (body.market, body.order_id, body.client_order_id) == ("BTC-PERP", str(order_id), None)
 
 
+def test_cancel_by_client_order_id_signs_that_id(exchange: Exchange, client: CxptClient) -> None:
+    # Action: cancel by an id with characters a path must escape.
+    result = client.cancel_by_client_id("BTC-PERP", "quote 7/bid")
+
+    # Expectation: the gateway verified the signed Cancel and sent the client id, no venue id.
+    assert result.status == "ACCEPTED"
+    body = exchange.sender.sent[0].body
+    assert isinstance(body, CancelOrder)
+    assert (body.market, body.order_id, body.client_order_id) == ("BTC-PERP", None, "quote 7/bid")
+
+
 @pytest.mark.parametrize(
     ("scope", "expected"),
     [
