@@ -575,8 +575,12 @@ class OrderStates:
     def apply(self, entry: TradeLogEntry) -> list[Write]:
         """The writes one entry implies; an event already reflected in a held order (a redelivery)
         re-issues that order's current writes instead of being applied again."""
-        if not entry.first_seq:
-            return []  # the command named no market: nothing is numbered, nothing to project
+        if not entry.first_seq or not entry.events:
+            # No market (nothing numbered), or a command that changed nothing (a cancel-all with
+            # nothing open): no event, no seq of its own — a progress write would share the
+            # previous entry's seq (its write timestamp) with another value, a tie Cassandra
+            # breaks by value, not by order.
+            return []
         self._follow(entry)
         writes: list[Write] = []
         touched: set[str] = set()

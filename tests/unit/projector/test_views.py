@@ -429,6 +429,19 @@ def straight(entries: Sequence[TradeLogEntry]) -> FakeTables:
     return tables
 
 
+def test_an_entry_without_events_projects_nothing() -> None:
+    # State: a listing, then a command that changed nothing (a cancel-all with nothing open gives
+    # an entry with no events, numbered after the listing).
+    listing = trade_log(varied_flow(1, seed=1))[0]
+    empty = TradeLogEntry(
+        market=listing.market, first_seq=listing.first_seq + 1, source="matcher.commands:0:9",
+        command_id="c-empty", ts_event=listing.ts_event + 1_000, events=[],
+    )  # fmt: skip
+    # Action / Expectation: it writes nothing (its progress would tie the listing's seq).
+    assert OrderStates().apply(empty) == []
+    assert straight([listing, empty]).snapshot() == straight([listing]).snapshot()
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 250), settle=st.booleans(), data=st.data())
 def test_projecting_any_prefix_twice_equals_projecting_it_once(
