@@ -337,16 +337,7 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
     ) -> Response:
         """Cancel one order. Signed `Cancel` struct: works without a session."""
-        struct = _struct(lambda: body.struct(order_id))
-        command = CancelOrder(
-            market=body.market, order_id=str(order_id), client_order_id=None, nonce=body.nonce,
-            signature=body.signature_bytes(),
-        )  # fmt: skip
-        return await _submit(
-            gateway, request, idempotency_key=idempotency_key, struct=struct,
-            signature=body.signature_bytes(), body=command,
-            market=None, order_id=None, answer=_command_answer, metrics=metrics,
-        )  # fmt: skip
+        return await _cancel(gateway, request, body, idempotency_key, metrics, order_id=order_id)
 
     @app.delete(
         "/orders/by-client-id/{client_order_id:path}",
@@ -361,16 +352,9 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
     ) -> Response:
         """Cancel one order by the trader's own client order id (signed `Cancel` with `clientOrderId`)."""
-        struct = _struct(lambda: body.struct_by_client_id(client_order_id))
-        command = CancelOrder(
-            market=body.market, order_id=None, client_order_id=client_order_id, nonce=body.nonce,
-            signature=body.signature_bytes(),
-        )  # fmt: skip
-        return await _submit(
-            gateway, request, idempotency_key=idempotency_key, struct=struct,
-            signature=body.signature_bytes(), body=command,
-            market=None, order_id=None, answer=_command_answer, metrics=metrics,
-        )  # fmt: skip
+        return await _cancel(
+            gateway, request, body, idempotency_key, metrics, client_order_id=client_order_id
+        )
 
     @app.delete(
         "/orders",
@@ -389,8 +373,7 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         )
         return await _submit(
             gateway, request, idempotency_key=idempotency_key, struct=struct,
-            signature=body.signature_bytes(), body=command,
-            market=None, order_id=None, answer=_command_answer, metrics=metrics,
+            signature=body.signature_bytes(), body=command, metrics=metrics,
         )  # fmt: skip
 
     @app.get("/orders", tags=["traders"], responses={401: {"model": m.ErrorBody}})
@@ -473,8 +456,7 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         )  # fmt: skip
         return await _submit(
             gateway, request, idempotency_key=idempotency_key, struct=struct,
-            signature=body.signature_bytes(), body=command,
-            market=None, order_id=None, answer=_command_answer, metrics=metrics,
+            signature=body.signature_bytes(), body=command, metrics=metrics,
         )  # fmt: skip
 
 
@@ -506,6 +488,28 @@ def _admin_routes(app: FastAPI, gateway: Gateway) -> None:
 # -- the signed-command pipeline --------------------------------------------------------------------
 
 
+async def _cancel(
+    gateway: Gateway,
+    request: Request,
+    body: m.CancelRequest,
+    idempotency_key: str,
+    metrics: _Metrics,
+    *,
+    order_id: UUID | None = None,
+    client_order_id: str | None = None,
+) -> Response:
+    """Cancel one order named by exactly one of its venue or client order id."""
+    struct = _struct(lambda: body.struct(order_id=order_id, client_order_id=client_order_id))
+    command = CancelOrder(
+        market=body.market, order_id=None if order_id is None else str(order_id),
+        client_order_id=client_order_id, nonce=body.nonce, signature=body.signature_bytes(),
+    )  # fmt: skip
+    return await _submit(
+        gateway, request, idempotency_key=idempotency_key, struct=struct,
+        signature=body.signature_bytes(), body=command, metrics=metrics,
+    )  # fmt: skip
+
+
 async def _submit(
     gateway: Gateway,
     request: Request,
@@ -514,11 +518,15 @@ async def _submit(
     struct: td.Struct,
     signature: bytes,
     body: Any,
-    market: str | None,
-    order_id: str | None,
-    answer: Callable[[Outcome], tuple[int, dict[str, Any]]],
     metrics: _Metrics,
+    market: str | None = None,
+    order_id: str | None = None,
+    answer: Callable[[Outcome], tuple[int, dict[str, Any]]] | None = None,
 ) -> Response:
+    """A signed command through the pipeline of the module docstring. `market` is checked for new
+    orders; `order_id` names the order whose outcome answers; `answer` shapes it (default: a
+    command's status)."""
+    answer = answer or _command_answer
     now = _now_us()
     trader = _verified(gateway, struct, signature)
     # Charged after the signature check: nobody can spend another trader's quota.

@@ -99,21 +99,11 @@ class CancelRequest(_Signed):
 
     market: Symbol
 
-    def struct(self, order_id: UUID) -> td.Cancel:
+    def struct(self, *, order_id: UUID | None = None, client_order_id: str | None = None) -> td.Cancel:
         return td.Cancel(
             trader=self.trader.lower(),
             market=self.market,
             order_id=order_id,
-            client_order_id=None,
-            nonce=self.nonce,
-            deadline=self.deadline,
-        )
-
-    def struct_by_client_id(self, client_order_id: str) -> td.Cancel:
-        return td.Cancel(
-            trader=self.trader.lower(),
-            market=self.market,
-            order_id=None,
             client_order_id=client_order_id,
             nonce=self.nonce,
             deadline=self.deadline,

@@ -555,7 +555,6 @@ class RiskEngine:
 
     def _begin_order(self, order: Order) -> None:
         self._begin(order.trader, order.market)
-        self.ledger.touched_orders.add(order.order_id)
 
     def _changes(self, reason: ChangeReason, ref: str) -> list[RiskEvent]:
         events: list[RiskEvent] = []
