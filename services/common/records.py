@@ -54,6 +54,17 @@ class OrderType(StrEnum):
     MARKET = "MARKET"
 
 
+class QuoteStatus(StrEnum):
+    """Whether an oracle source's quote entered the index, and if not, why."""
+
+    ACCEPTED = "ACCEPTED"
+    STALE = "STALE"
+    DEVIATING = "DEVIATING"
+    INVALID = "INVALID"
+    LOW_CONFIDENCE = "LOW_CONFIDENCE"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
 class SelfTradePrevention(StrEnum):
     """What happens when an order would trade against the same trader's resting order."""
 
@@ -261,6 +272,24 @@ class AmendOrder:
 
 
 @record
+class ApplyFunding:
+    """Command from funding/expiry: settle one funding interval of a perpetual (exactly once per market and interval)."""
+
+    interval_start: int
+    """Start of the funding interval (inclusive)."""
+    interval_end: int
+    """End of the funding interval (exclusive); the next interval starts here."""
+    rate_e9: int
+    """Funding rate for the interval × 1e9, already clamped; > 0: longs pay shorts."""
+    index_price: int
+    """Index price in ticks that payments are computed on (> 0)."""
+    mark_twap: int
+    """TWAP of the mark over the interval, ticks (for audit)."""
+    index_twap: int
+    """TWAP of the index over the interval, ticks (for audit)."""
+
+
+@record
 class CancelAllOrders:
     """Command: cancel all of the trader's open orders, optionally narrowed to a market and side."""
 
@@ -389,11 +418,77 @@ class EngineSnapshot:
 
 
 @record
+class FundingApplied:
+    """Event: a perpetual's funding interval settled; every open position pays or receives |size| × index × rate (risk books the payments)."""
+
+    interval_start: int
+    """Start of the interval (inclusive)."""
+    interval_end: int
+    """End of the interval (exclusive)."""
+    rate_e9: int
+    """Rate × 1e9; > 0: longs pay shorts."""
+    index_price: int
+    """Index price in ticks the payments use."""
+    mark_twap: int
+    """TWAP of the mark over the interval, ticks."""
+    index_twap: int
+    """TWAP of the index over the interval, ticks."""
+
+
+@record
+class IndexPrice:
+    """One oracle round for one index (topic oracle.prices, keyed by index symbol): every source's quote and verdict, the median of the accepted ones, and the configured TWAPs."""
+
+    index_symbol: str
+    """Index, e.g. BTC-USD (the partition key)."""
+    ts_event: int
+    """Time of the round (the oracle service's clock when it polled)."""
+    price_e9: int | None = None
+    """Median of the accepted quotes (mean of the two middle ones, rounded half down) × 1e9; null when no quote was accepted."""
+    quotes: list[OracleQuote]
+    """Every quote of the round, accepted or not."""
+    twaps: list[IndexTwap]
+    """TWAPs over the configured windows, this round included."""
+
+
+@record
+class IndexTwap:
+    """Time-weighted average of an index over a trailing window."""
+
+    window_s: int
+    """Window length in seconds."""
+    price_e9: int | None = None
+    """TWAP × 1e9, rounded half down; null while the window holds no price."""
+    samples: int
+    """Index prices that fell in the window."""
+
+
+@record
+class MarkPriceSet:
+    """Event: the market's mark price and index price as of this entry."""
+
+    mark_price: int
+    """Mark price in ticks."""
+    index_price: int
+    """Index price in ticks."""
+
+
+@record
 class MarketCreated:
     """Event: a market was listed."""
 
     definition: MarketDefinition
     """The market's parameters."""
+
+
+@record
+class MarketSettled:
+    """Event: an expired future or option settled at this price; resting orders were cancelled and the market is SETTLED (risk closes every position at the price)."""
+
+    settlement_price: int
+    """Settlement price in ticks."""
+    method: str
+    """How the price was obtained."""
 
 
 @record
@@ -453,6 +548,26 @@ class SetMarketStatus:
 
 
 @record
+class SetMarkPrice:
+    """Command from funding/expiry: the market's mark and index price now (on the market's tick grid)."""
+
+    mark_price: int
+    """Mark price in ticks (> 0)."""
+    index_price: int
+    """Index price in ticks (> 0); for options, the underlying's."""
+
+
+@record
+class SettleMarket:
+    """Command from funding/expiry: cash-settle an expired future or option at a settlement price."""
+
+    settlement_price: int
+    """Settlement price in ticks (> 0): for options, the underlying's price on the strike's grid."""
+    method: str
+    """How the price was obtained, e.g. 'TWAP of BTC-USD over 1800 s before expiry'."""
+
+
+@record
 class MatcherCommand:
     """A command for one market's book (topic matcher.commands, keyed by market): trader commands that passed pre-trade risk, and admin commands."""
 
@@ -464,8 +579,28 @@ class MatcherCommand:
     """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars). Null for admin commands."""
     ts_init: int
     """When the command entered the exchange."""
-    body: PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder | CreateMarket | SetMarketStatus
+    body: PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder | CreateMarket | SetMarketStatus | SetMarkPrice | ApplyFunding | SettleMarket
     """The command."""
+
+
+@record
+class OracleQuote:
+    """One source's quote for an index in one oracle round, with the verdict on it."""
+
+    source: str
+    """Source kind: chainlink, pyth or simulated."""
+    feed: str
+    """The source's feed: aggregator address, Pyth price id, or simulated feed name."""
+    price_e9: int
+    """Quoted price, quote units (USD) per base unit × 1e9, converted exactly from the source's decimals (truncated toward zero below 1e-9)."""
+    confidence_e9: int | None = None
+    """Confidence interval (Pyth), same units; null when the source gives none."""
+    published_at: int
+    """When the source published this value (Chainlink updatedAt, Pyth publish_time)."""
+    status: QuoteStatus
+    """ACCEPTED, or why the quote was left out."""
+    reason: str = ''
+    """Human-readable detail of the verdict (empty when accepted)."""
 
 
 @record
@@ -650,7 +785,7 @@ class TradeLogEntry:
     """The command that caused these events."""
     ts_event: int
     """Command time of the causing command (the matcher has no clock of its own)."""
-    events: list[MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted | CommandRejected]
+    events: list[MarketCreated | MarketStatusChanged | OrderAccepted | OrderRejected | OrderRested | OrderFilled | OrderCancelled | OrderAmended | TradeExecuted | CommandRejected | MarkPriceSet | FundingApplied | MarketSettled]
     """The events, in book order (at least one)."""
 
 

@@ -8,6 +8,8 @@ The pipeline (exchange-core calls it R1 → ME → R2):
     chain watcher / dev credit ──accounts.events (by trader)──▶ risk, projectors
     matcher ──matcher.snapshots (by input partition, compacted)──▶ matcher on restart
     risk ──risk.changelog (by trader, compacted)──▶ risk on restart
+    oracle ──oracle.prices (by index)──▶ funding/expiry, projectors, metrics
+    funding/expiry ──matcher.commands (mark, funding, settlement)──▶ matcher
     any consumer ──dead.letters (by source topic)──▶ operators
 
 `orders.commands` and `risk.postings` are co-partitioned (same key, same partition count), so the
@@ -118,6 +120,14 @@ RISK_CHANGELOG = TopicSpec(
     "Risk state per trader and per partition after each transaction; partition p restores input p.",
     cleanup_policy="compact",
 )
+ORACLE_PRICES = TopicSpec(
+    "oracle.prices",
+    1,
+    "index symbol",
+    "IndexPrice",
+    FOREVER,
+    "Oracle rounds: every source's quote and verdict, the index (median) and its TWAPs; kept forever.",
+)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
     1,
@@ -135,6 +145,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     ACCOUNTS_EVENTS,
     MATCHER_SNAPSHOTS,
     RISK_CHANGELOG,
+    ORACLE_PRICES,
     DEAD_LETTERS,
 )
 

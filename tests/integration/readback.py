@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.common.bus import Bus, Inbound, decode_message
 from services.common.topics import TopicSpec
@@ -42,6 +42,22 @@ def log_end(bus: Bus, spec: TopicSpec) -> int:
         consumer.close()
 
 
+# Metadata not settled yet (a topic just created, a leader moving): librdkafka does not always
+# flag these as retriable when they come back from a watermark query.
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._TIMED_OUT,
+}
+
+
+def _settling(exc: KafkaException) -> bool:
+    error: KafkaError = exc.args[0]
+    return error.retriable() or error.code() in _SETTLING
+
+
 def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 60) -> int:
     """Block until `spec` has grown past `beyond`; returns the new end."""
     deadline = time.monotonic() + timeout_s
@@ -49,8 +65,8 @@ def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 6
         try:
             if (end := log_end(bus, spec)) > beyond:
                 return end
-        except KafkaException as exc:  # e.g. a leader moving: look again
-            if not exc.args[0].retriable():
+        except KafkaException as exc:
+            if not _settling(exc):
                 raise
         time.sleep(0.05)
     raise TimeoutError(f"{spec.name} did not grow past {beyond} in {timeout_s} s")
