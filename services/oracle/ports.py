@@ -59,8 +59,8 @@ def to_e9(mantissa: int, exponent: int) -> int:
     0
     """
     shift = exponent + PRICE_DECIMALS
+    scale: int = pow(10, abs(shift))
     if shift >= 0:
-        return mantissa * 10**shift
-    scale = 10**-shift
+        return mantissa * scale
     quotient = abs(mantissa) // scale
     return quotient if mantissa >= 0 else -quotient
