@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -10,15 +11,20 @@ import httpx
 from services.common.presets import preset
 from services.common.records import (
     AmendOrder,
+    ApplyFunding,
     CancelAllOrders,
     CancelOrder,
     CreateMarket,
     MarketDefinition,
+    MarketKind,
     MarketStatus,
     MatcherCommand,
+    OptionType,
     OrderType,
     PlaceOrder,
     SetMarketStatus,
+    SetMarkPrice,
+    SettleMarket,
     Side,
     TimeInForce,
 )
@@ -72,6 +78,27 @@ def btc_perp(
     return preset("BTC-PERP", status=status, min_size=min_size, fee_bps=fee_bps)
 
 
+EXPIRY_2026_12_25 = 1_798_156_800_000_000  # 2026-12-25T00:00:00Z in microseconds
+
+
+def btc_future_dec26() -> MarketDefinition:
+    """BTC-20261225: a dated future on the BTC-PERP grid (100 micro-USDC per tick-lot)."""
+    return replace(btc_perp(), market="BTC-20261225", kind=MarketKind.FUTURE, expiry=EXPIRY_2026_12_25)
+
+
+def btc_option_dec26(option_type: OptionType, strike: int) -> MarketDefinition:
+    """A European BTC option on the BTC-PERP grid; `strike` in ticks (600_000 = 60,000 USDC)."""
+    letter = "C" if option_type is OptionType.CALL else "P"
+    return replace(
+        btc_perp(),
+        market=f"BTC-20261225-{strike // 10}-{letter}",
+        kind=MarketKind.OPTION,
+        expiry=EXPIRY_2026_12_25,
+        strike=strike,
+        option_type=option_type,
+    )
+
+
 def order_id(n: int) -> str:
     """The n-th order id: a valid UUIDv7-shaped string that sorts by n."""
     return f"00000000-0000-7000-8000-{n:012x}"
@@ -123,6 +150,30 @@ class Commands:
     def set_status(self, status: MarketStatus, reason: str = "test") -> MatcherCommand:
 
         return self._wrap(None, SetMarketStatus(status=status, reason=reason))
+
+    def set_mark(
+        self, mark_price: int, index_price: int | None = None, *, at: int | None = None
+    ) -> MatcherCommand:
+        """A mark (and index, by default the same) price from the funding/expiry service."""
+        body = SetMarkPrice(mark_price=mark_price, index_price=index_price or mark_price)
+        return self._wrap(None, body, at=at)
+
+    def apply_funding(
+        self, start: int, end: int, rate_e9: int, index_price: int, *, at: int | None = None
+    ) -> MatcherCommand:
+        """Funding for [start, end) at `rate_e9`, sent at `at` (default: 1 ms after the interval)."""
+        body = ApplyFunding(
+            interval_start=start,
+            interval_end=end,
+            rate_e9=rate_e9,
+            index_price=index_price,
+            mark_twap=index_price,
+            index_twap=index_price,
+        )
+        return self._wrap(None, body, at=at if at is not None else max(end + 1_000, self.now + 1_000))
+
+    def settle(self, settlement_price: int, *, at: int | None = None) -> MatcherCommand:
+        return self._wrap(None, SettleMarket(settlement_price=settlement_price, method="test"), at=at)
 
     def limit(self, trader: str, side: Side, size: int, price: int, **options: Any) -> MatcherCommand:
         """A limit order; `options` override PlaceOrder fields (time_in_force, post_only, stp, ...)."""

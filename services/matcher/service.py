@@ -21,16 +21,11 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message, read_partition
 from services.common.partitioning import partition_for
-from services.common.records import (
-    EngineSnapshot,
-    MarketCreated,
-    MarketDefinition,
-    MarketStatusChanged,
-    MatcherCommand,
-)
+from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand
 from services.common.serde import UndecodableRecord
 from services.common.topics import MATCHER_COMMANDS, MATCHER_SNAPSHOTS, RISK_POSTINGS, TRADE_LOG
 from services.matcher.core.engine import (
+    MARKET_EVENTS,
     CommandResult,
     Event,
     MatchingEngine,
@@ -53,7 +48,8 @@ def outputs(message: Inbound, command: MatcherCommand, result: CommandResult) ->
     """The records one command produces: its trade-log entry, on trade.log and on risk.postings.
 
     The same entry (encoded once) goes to every risk partition that owns one of its traders, and
-    to all of them when it carries a market event (a listing or status change concerns everyone).
+    to all of them when it carries a market event (a listing, status change, mark, funding or
+    settlement concerns everyone).
     """
     entry = to_avro(log_entry(command, result, message.position))
     produced = [Outbound(TRADE_LOG, key=result.market, value=entry)]
@@ -67,7 +63,7 @@ def risk_partitions(events: list[Event]) -> list[int]:
     count = RISK_POSTINGS.partitions
     partitions = set()
     for event in events:
-        if isinstance(event, MarketCreated | MarketStatusChanged):
+        if isinstance(event, MARKET_EVENTS):
             return list(range(count))
         trader = getattr(event, "trader", None)
         if trader:

@@ -4,6 +4,12 @@ Time comes only from the commands (`ts_init`); each market keeps a clock that ne
 `max(clock, ts_init)`, which drives GTT expiry. Every outcome, including every refusal, is an event
 with a stable code; exceptions mean a broken invariant.
 
+Besides orders and listings, the funding/expiry service sends three market commands: a mark
+price (`SetMarkPrice` → `MarkPriceSet`), a perpetual's funding interval (`ApplyFunding` →
+`FundingApplied`, at most once per interval: the market remembers how far it is funded), and the
+settlement of an expired future or option (`SettleMarket` → `MarketStatusChanged` to SETTLED, every
+resting order cancelled, then `MarketSettled`). The book only sequences them; risk books the money.
+
 Per placed order the events are, in order: `OrderAccepted`, then per match `TradeExecuted`,
 `OrderFilled` (maker), `OrderFilled` (taker), then `OrderRested` or `OrderCancelled` for what is
 left. Self-trade prevention follows the taker's mode. Reduce-only is enforced by risk, which knows
@@ -21,16 +27,20 @@ from services.common.codes import CancelReason, MatcherReject
 from services.common.money import BasisPoints, Lots, MicroUsdc, Ticks, fee_charged, notional
 from services.common.records import (
     AmendOrder,
+    ApplyFunding,
     CancelAllOrders,
     CancelOrder,
     CommandRejected,
     CreateMarket,
+    FundingApplied,
     LiquiditySide,
     MarketCreated,
     MarketDefinition,
     MarketKind,
+    MarketSettled,
     MarketStatus,
     MarketStatusChanged,
+    MarkPriceSet,
     MatcherCommand,
     OrderAccepted,
     OrderAmended,
@@ -42,6 +52,8 @@ from services.common.records import (
     PlaceOrder,
     SelfTradePrevention,
     SetMarketStatus,
+    SetMarkPrice,
+    SettleMarket,
     Side,
     TimeInForce,
     TradeExecuted,
@@ -60,7 +72,13 @@ Event = (
     | OrderAmended
     | TradeExecuted
     | CommandRejected
+    | MarkPriceSet
+    | FundingApplied
+    | MarketSettled
 )
+
+MARKET_EVENTS = (MarketCreated, MarketStatusChanged, MarkPriceSet, FundingApplied, MarketSettled)
+"""Events about a whole market rather than one trader's order: every risk partition needs them."""
 
 MS, STP = MarketStatus, SelfTradePrevention
 
@@ -103,6 +121,8 @@ class MarketState:
     last_seq: int = 0
     last_trade_id: int = 0
     arrivals: int = 0
+    funded_until: int = 0
+    """End of the last funding interval applied (perpetuals); an interval starting before is refused."""
 
     def state(self) -> tuple[Any, ...]:
         return (
@@ -112,8 +132,14 @@ class MarketState:
             self.last_seq,
             self.last_trade_id,
             self.arrivals,
+            self.funded_until,
             self.book.state_hash(),
         )
+
+    @property
+    def expired(self) -> bool:
+        """A future or option whose expiry the market's clock has reached."""
+        return self.definition.expiry is not None and self.clock >= self.definition.expiry
 
 
 class Rejected(Exception):
@@ -136,6 +162,9 @@ class MatchingEngine:
             AmendOrder: self._amend,
             CreateMarket: self._create_market,
             SetMarketStatus: self._set_status,
+            SetMarkPrice: self._set_mark,
+            ApplyFunding: self._apply_funding,
+            SettleMarket: self._settle,
         }
 
     # -- the one entry point -----------------------------------------------------------------
@@ -353,10 +382,58 @@ class MatchingEngine:
         market.status = change.status
         events.append(MarketStatusChanged(previous=previous, status=change.status, reason=change.reason))
         if change.status in (MS.SETTLED, MS.DELETED):
-            for side in (Side.BUY, Side.SELL):
-                for order in list(market.book.in_priority(side)):
-                    market.book.remove(order)
-                    events.append(_cancelled(order, order.leaves_qty, CancelReason.MARKET_CLOSED))
+            _close_book(market, events)
+
+    # -- marks, funding, expiry (from the funding/expiry service) -----------------------------
+
+    def _set_mark(self, command: MatcherCommand, mark: SetMarkPrice, events: list[Event]) -> None:
+        self._open_market(command)
+        if mark.mark_price <= 0 or mark.index_price <= 0:
+            raise Rejected(
+                MatcherReject.INVALID_PRICE, f"mark {mark.mark_price}, index {mark.index_price} ticks"
+            )
+        events.append(MarkPriceSet(mark_price=mark.mark_price, index_price=mark.index_price))
+
+    def _apply_funding(self, command: MatcherCommand, funding: ApplyFunding, events: list[Event]) -> None:
+        market = self._open_market(command)
+        if market.definition.kind is not MarketKind.PERPETUAL:
+            raise Rejected(MatcherReject.NOT_A_PERPETUAL, f"{command.market} is a {market.definition.kind}")
+        start, end = funding.interval_start, funding.interval_end
+        if end <= start or funding.index_price <= 0:
+            raise Rejected(
+                MatcherReject.INVALID_PRICE, f"interval [{start}, {end}), index {funding.index_price}"
+            )
+        if start < market.funded_until:
+            raise Rejected(MatcherReject.FUNDING_ALREADY_APPLIED, f"funded until {market.funded_until}")
+        if end > market.clock:  # time comes from commands: the interval must be over by this one's
+            raise Rejected(MatcherReject.FUNDING_NOT_DUE, f"interval ends at {end}, now {market.clock}")
+        market.funded_until = end
+        events.append(
+            FundingApplied(
+                interval_start=start,
+                interval_end=end,
+                rate_e9=funding.rate_e9,
+                index_price=funding.index_price,
+                mark_twap=funding.mark_twap,
+                index_twap=funding.index_twap,
+            )
+        )
+
+    def _settle(self, command: MatcherCommand, settle: SettleMarket, events: list[Event]) -> None:
+        market = self._open_market(command)
+        if market.definition.kind not in (MarketKind.FUTURE, MarketKind.OPTION):
+            raise Rejected(MatcherReject.NOT_SETTLEABLE, f"{command.market} is a {market.definition.kind}")
+        if not market.expired:
+            raise Rejected(
+                MatcherReject.NOT_EXPIRED, f"expires at {market.definition.expiry}, now {market.clock}"
+            )
+        if settle.settlement_price <= 0:
+            raise Rejected(MatcherReject.INVALID_PRICE, f"settlement price {settle.settlement_price} ticks")
+        previous, market.status = market.status, MS.SETTLED
+        reason = f"expired; settled at {settle.settlement_price} ticks ({settle.method})"
+        events.append(MarketStatusChanged(previous=previous, status=MS.SETTLED, reason=reason))
+        _close_book(market, events)
+        events.append(MarketSettled(settlement_price=settle.settlement_price, method=settle.method))
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -372,6 +449,15 @@ class MatchingEngine:
         market = self._known_market(command, symbol)
         if market.status is not MS.ACTIVE:
             raise Rejected(MatcherReject.MARKET_NOT_ACTIVE, f"{symbol} is {market.status}")
+        if market.expired:
+            raise Rejected(MatcherReject.MARKET_EXPIRED, f"{symbol} expired at {market.definition.expiry}")
+        return market
+
+    def _open_market(self, command: MatcherCommand) -> MarketState:
+        """A listed market that is not closed (ACTIVE or PAUSED): marks, funding and settlement apply."""
+        market = self._known_market(command, command.market)
+        if market.status not in (MS.ACTIVE, MS.PAUSED):
+            raise Rejected(MatcherReject.MARKET_NOT_ACTIVE, f"{command.market} is {market.status}")
         return market
 
 
@@ -424,6 +510,14 @@ def _validate_definition(symbol: str, d: MarketDefinition) -> None:
         problems.append("an option needs a positive strike and an option type")
     if problems:
         raise Rejected(MatcherReject.INVALID_MARKET_DEFINITION, "; ".join(problems))
+
+
+def _close_book(market: MarketState, events: list[Event]) -> None:
+    """Cancel every resting order of a market that closes (settled or delisted)."""
+    for side in (Side.BUY, Side.SELL):
+        for order in list(market.book.in_priority(side)):
+            market.book.remove(order)
+            events.append(_cancelled(order, order.leaves_qty, CancelReason.MARKET_CLOSED))
 
 
 def _fok_fillable(book: OrderBook, trader: str, order: PlaceOrder) -> bool:
@@ -553,6 +647,7 @@ def export_state(engine: MatchingEngine) -> list[dict[str, Any]]:
                 "last_seq": market.last_seq,
                 "last_trade_id": market.last_trade_id,
                 "arrivals": market.arrivals,
+                "funded_until": market.funded_until,
                 "orders": orders,
             }
         )
@@ -571,6 +666,7 @@ def import_state(exported: list[dict[str, Any]]) -> MatchingEngine:
             last_seq=item["last_seq"],
             last_trade_id=item["last_trade_id"],
             arrivals=item["arrivals"],
+            funded_until=item.get("funded_until", 0),  # snapshots from before funding existed
         )
         for values in item["orders"]:
             fields = dict(zip(ORDER_FIELDS, values, strict=True))

@@ -50,7 +50,7 @@ class Market:
 
     @property
     def book(self):  # type: ignore[no-untyped-def]
-        return self.engine.markets["BTC-PERP"].book
+        return self.engine.markets[self.commands.market].book
 
 
 def kinds(events: Iterable[Event]) -> list[str]:

@@ -37,12 +37,18 @@ from services.common.records import (
 from services.matcher.core.engine import Event, MatchingEngine, log_entry
 from services.risk.core import Posting, RiskEngine, RiskEvent, RiskResult, postings
 from services.risk.core.ledger import Position
-from tests.kit import TS_2026_11_23, btc_perp, limit_order, order_id
+from tests.kit import (
+    TS_2026_11_23,
+    btc_future_dec26,
+    btc_option_dec26,
+    btc_perp,
+    limit_order,
+    order_id,
+)
 
 USDC = 1_000_000
 """Micro-USDC per USDC."""
 
-EXPIRY_2026_12_25 = 1_798_156_800_000_000  # 2026-12-25T00:00:00Z in microseconds
 STEP_US = 1_000
 """How far the clock moves per input (1 ms)."""
 
@@ -50,24 +56,6 @@ STEP_US = 1_000
 def btc_usdc_spot(*, fee_bps: int = 50) -> MarketDefinition:
     """BTC-USDC spot synth: tick 0.1 USDC, lot 0.001 BTC → one tick on one lot is 100 micro-USDC."""
     return replace(btc_perp(fee_bps=fee_bps), market="BTC-USDC", kind=MarketKind.SPOT, index_symbol=None)
-
-
-def btc_future_dec26() -> MarketDefinition:
-    """BTC-20261225: a dated future on the BTC-PERP grid (100 micro-USDC per tick-lot)."""
-    return replace(btc_perp(), market="BTC-20261225", kind=MarketKind.FUTURE, expiry=EXPIRY_2026_12_25)
-
-
-def btc_option_dec26(option_type: OptionType, strike: int) -> MarketDefinition:
-    """A European BTC option on the BTC-PERP grid; `strike` in ticks (600_000 = 60,000 USDC)."""
-    letter = "C" if option_type is OptionType.CALL else "P"
-    return replace(
-        btc_perp(),
-        market=f"BTC-20261225-{strike // 10}-{letter}",
-        kind=MarketKind.OPTION,
-        expiry=EXPIRY_2026_12_25,
-        strike=strike,
-        option_type=option_type,
-    )
 
 
 def odd_perp_qptl1_maker20_taker50() -> MarketDefinition:
