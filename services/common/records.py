@@ -240,6 +240,56 @@ class PositionUnderCollateralized:
 
 
 @record
+class FundingPaid:
+    """Event (risk): a position paid (amount < 0) or received (amount > 0) one funding interval's payment."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    interval_end: int
+    """End of the funding interval paid."""
+    size: int
+    """Signed position size in lots when funding applied."""
+    rate_e9: int
+    """Funding rate × 1e9; > 0: longs pay shorts."""
+    index_price: int
+    """Index price in ticks the payment used."""
+    amount: int
+    """Micro-USDC to the trader (> 0) or from the trader (< 0); payers round up, receivers down."""
+    from_collateral: int = 0
+    """Part of a payment taken from the position's collateral because the free balance was short."""
+    realized_pnl: int
+    """The position's cumulative realized PnL after the payment (funding counts as realized)."""
+
+
+@record
+class LiquidationAlert:
+    """Event (risk): at the latest mark, a position has lost a large share of its collateral; at the liquidation level risk also sends a reduce-only market order to close it."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    market: str
+    """Market symbol, e.g. BTC-PERP."""
+    size: int
+    """Signed position size in lots."""
+    mark_price: int
+    """Mark price in ticks used."""
+    collateral: int
+    """Micro-USDC locked for the position."""
+    unrealized_pnl: int
+    """Unrealized PnL at the mark, micro-USDC."""
+    equity: int
+    """collateral + unrealized_pnl, micro-USDC."""
+    loss_bps: int
+    """Loss as a share of collateral, basis points (10 000 = collateral exhausted)."""
+    action: str
+    """ALERT (nearing the limit) or LIQUIDATING (a closing order was sent)."""
+    order_id: str | None = None
+    """The liquidation order, when action is LIQUIDATING."""
+
+
+@record
 class AccountEvent:
     """An event on a trader's account (topic accounts.events, keyed by trader)."""
 
@@ -249,7 +299,7 @@ class AccountEvent:
     """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
     ts_event: int
     """When the event happened (command or block time)."""
-    body: DepositConfirmed | WithdrawalRequested | OrderRejected | BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized
+    body: DepositConfirmed | WithdrawalRequested | OrderRejected | BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized | FundingPaid | LiquidationAlert
     """The event."""
 
 
