@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     rate_limit_per_s: int = Field(100, ge=1, description="token refill per second per IP and per trader")
     max_body_bytes: int = Field(16_384, ge=256, description="largest request body the gateway reads")
 
+    # -- oracle (docs/oracle.md) ---------------------------------------------------------------
+    oracle_interval_s: int = Field(30, ge=1, description="seconds between oracle rounds")
+    oracle_simulated: str = Field("", description="simulated feeds: INDEX=start price,… e.g. BTC-USD=65000")
+    oracle_simulated_seed: int = Field(1, description="seed of the simulated feeds' price paths")
+    oracle_pyth_url: str | None = Field(None, description="Pyth Hermes base URL; unset: no Pyth source")
+    oracle_pyth_ids: str = Field("", description="Pyth feeds: INDEX=price id,…")
+    oracle_chainlink_feeds: str = Field("", description="Chainlink feeds on ETH_RPC_URL: INDEX=address,…")
+    oracle_source_timeout_ms: int = Field(5_000, ge=1, description="per-request timeout of HTTP/RPC sources")
+    oracle_max_age_s: int = Field(120, ge=0, description="older quotes are STALE")
+    oracle_max_deviation_bps: int = Field(200, ge=0, description="further from the median: DEVIATING")
+    oracle_max_confidence_bps: int = Field(100, ge=0, description="wider confidence: LOW_CONFIDENCE")
+    oracle_min_sources: int = Field(1, ge=1, description="fewer accepted quotes: no index price")
+    oracle_twap_windows_s: str = Field("300,3600", description="TWAP windows, seconds, comma-separated")
+    oracle_metrics_port: int = Field(9102, ge=0, description="oracle's Prometheus port; 0: none")
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
