@@ -76,6 +76,8 @@ case "$cmd" in
     "$PY" -m deploy.local start
     say "bootstrapping topics, schemas and store migrations"
     "$PY" -m services.common.bootstrap
+    say "compiling contracts (first run: npm ci) and deploying mock Chainlink feeds missing on the chain"
+    "$PY" -m services.chain.mocks ensure
     say "starting services"
     start_services
     say "CXPT Exchange is up — see README 'First steps'; stop with: deploy/dev.sh down"
