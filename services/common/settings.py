@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     oracle_twap_windows_s: str = Field("300,3600", description="TWAP windows, seconds, comma-separated")
     oracle_metrics_port: int = Field(9102, ge=0, description="oracle's Prometheus port; 0: none")
 
+    # -- funding/expiry (docs/derivatives.md) ----------------------------------------------------
+    funding_interval_s: int = Field(3_600, ge=1, description="funding interval, aligned to the epoch")
+    funding_cap_e9: int = Field(1_000_000, ge=0, description="funding rate cap per interval × 1e9")
+    mark_basis_rounds: int = Field(10, ge=1, description="oracle rounds in the mark's basis average")
+    mark_clamp_bps: int = Field(50, ge=0, lt=5_000, description="mark within ± this of the index")
+    settlement_window_s: int = Field(1_800, ge=1, description="index TWAP window before expiry")
+    option_vols: str = Field("", description="Black-76 vol per underlying: INDEX=vol,… e.g. BTC-USD=0.6")
+    option_vol_default: float = Field(0.6, gt=0, description="Black-76 vol of an underlying not listed")
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]

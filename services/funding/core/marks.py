@@ -7,7 +7,7 @@
     avg     = round_half_down(Σ basis over the last N rounds / rounds held)
     mark    = index + clamp(avg, −⌊index × clamp_bps / 10 000⌋, +⌊…⌋)
 
-N = 60 rounds (a minute at the oracle's 1 s cadence) and clamp = 50 bps by default (settings
+N = 10 rounds (5 min at the oracle's default 30 s cadence) and clamp = 50 bps by default (settings
 `MARK_BASIS_ROUNDS`, `MARK_CLAMP_BPS`). Why: the index alone ignores where the market trades,
 the last trade or the mid alone can be pushed by one order; an average of the basis over a minute
 follows a persistent premium (which funding then charges) but not a spike, and the clamp bounds
@@ -16,7 +16,7 @@ what any book can do to the mark. The mark is always > 0 (the clamp is below hal
 **Options** — the book's mid if it is two-sided and its spread is at most `max_spread_bps` of the
 mid (default 1,000 bps = 10 %: option books are wide), else the Black-76 value
 (`black76.py`) from the underlying index (forward, r = 0), the strike, the time to expiry and the
-configured volatility of the underlying (setting `OPTION_VOLS`, e.g. `BTC-USD:0.6,ETH-USD:0.75`,
+configured volatility of the underlying (setting `OPTION_VOLS`, e.g. `BTC-USD=0.6,ETH-USD=0.75`,
 else `OPTION_VOL_DEFAULT`). A CALL here pays `min(S − K, K)` (docs/risk.md), i.e. a call spread
 K / 2K, so its model value is `C(K) − C(2K)`. The model value is rounded to the nearest tick (ties
 down) and is at least 1 tick (a mark must be positive).
@@ -33,7 +33,7 @@ from services.common.records import OptionType
 from services.common.twap import round_half_down
 from services.funding.core import black76
 
-DEFAULT_MARK_ROUNDS = 60
+DEFAULT_MARK_ROUNDS = 10
 DEFAULT_MARK_CLAMP_BPS = 50
 DEFAULT_OPTION_MAX_SPREAD_BPS = 1_000
 
