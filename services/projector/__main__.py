@@ -1,4 +1,4 @@
-"""Entry point: `python -m services.projector [--only accounts|read-model]`.
+"""Entry point: `python -m services.projector [--only accounts|read-model|prices]`.
 
 `--only read-model` with a fresh CASSANDRA_KEYSPACE rebuilds the read model from offset 0 next to
 the running projector (docs/read-model.md).
@@ -14,7 +14,7 @@ from services.projector.service import PARTS, build
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.projector")
-    parser.add_argument("--only", choices=PARTS, help="run one projection (default: both)")
+    parser.add_argument("--only", choices=PARTS, help="run one projection (default: all)")
     args = parser.parse_args()
     settings = get_settings()
     configure_logging(settings, service="projector")

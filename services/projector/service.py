@@ -28,6 +28,7 @@ from services.common.settings import Settings
 from services.common.stores import cassandra, clickhouse
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
 from services.projector.core import AccountEventRow, account_event_row
+from services.projector.prices import PricesProjector
 from services.projector.tables import Writer
 from services.projector.views import OrderStates, Write, account_writes, coalesce
 
@@ -140,7 +141,7 @@ class ReadModelProjector:
 class Projector:
     """The projectors of one process, in one loop: what `python -m services.projector` runs."""
 
-    def __init__(self, *parts: AccountsProjector | ReadModelProjector) -> None:
+    def __init__(self, *parts: AccountsProjector | ReadModelProjector | PricesProjector) -> None:
         self.parts = parts
 
     def run(self, stop: threading.Event) -> None:
@@ -161,20 +162,22 @@ def _ch_row(r: AccountEventRow) -> list[object]:
     return [r.event_id, r.trader, _utc(r.ts_event_us), r.kind, r.amount, r.detail]
 
 
-PARTS = ("accounts", "read-model")
+PARTS = ("accounts", "read-model", "prices")
 
 
 def build(settings: Settings, parts: tuple[str, ...] = PARTS) -> Projector:
     """Connect to the stores, apply their migrations, and return a ready projector running `parts`
-    (the account history, the read model, or both)."""
+    (the account history, the read model, the oracle prices, or any of them)."""
     session = cassandra.connect(settings)
     cassandra.migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
     bus = Bus(settings)
-    running: list[AccountsProjector | ReadModelProjector] = []
+    running: list[AccountsProjector | ReadModelProjector | PricesProjector] = []
     if "accounts" in parts:
         ch = clickhouse.connect(settings.clickhouse_dsn)
         clickhouse.migrate(ch, settings.clickhouse_database)
         running.append(AccountsProjector(bus, session, ch))
     if "read-model" in parts:
         running.append(ReadModelProjector(bus, session))
+    if "prices" in parts:
+        running.append(PricesProjector(bus, session))
     return Projector(*running)
