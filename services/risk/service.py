@@ -88,14 +88,17 @@ _EVENT_RECORDS: dict[type[Any], type[Any]] = {
     core_events.PositionChanged: records.PositionChanged,
     core_events.InsuranceDrawn: records.InsuranceDrawn,
     core_events.PositionUnderCollateralized: records.PositionUnderCollateralized,
+    core_events.FundingPaid: records.FundingPaid,
+    core_events.LiquidationAlert: records.LiquidationAlert,
 }
 
 
 def event_record(event: RiskEvent) -> AccountBody:
     """The Avro record (an `AccountEvent` body) for one of the core's events."""
     fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-    if "reason" in fields:
-        fields["reason"] = str(fields["reason"])
+    for name in ("reason", "action"):  # enums travel as their names
+        if name in fields:
+            fields[name] = str(fields[name])
     record: AccountBody = _EVENT_RECORDS[type(event)](**fields)
     return record
 
@@ -176,7 +179,14 @@ class RiskService:
             trader = getattr(posting.body, "trader", None)
             self._touch(message.partition, trader if isinstance(trader, str) else None, partition_state=True)
             changes.extend(engine.apply_posting(posting))
-        return _account_events(message, entry.ts_event, [(e.trader, event_record(e)) for e in changes])
+        for change in changes:  # market events (funding, settlement, marks) change many traders
+            self._touch(message.partition, change.trader)
+        liquidations = [
+            Outbound(MATCHER_COMMANDS, key=c.market, value=to_avro(c)) for c in engine.drain_forward()
+        ]
+        return liquidations + _account_events(
+            message, entry.ts_event, [(e.trader, event_record(e)) for e in changes]
+        )
 
     def _account_event(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
         event: AccountEvent = from_avro(AccountEvent, message.value)

@@ -4,10 +4,13 @@ from services.common.codes import RiskReject
 from services.risk.core.engine import Posting, RiskEngine, RiskResult, postings
 from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError, RiskError
 from services.risk.core.events import (
+    AlertAction,
     BalanceChanged,
     ChangeReason,
+    FundingPaid,
     InsuranceDrawn,
     InventoryChanged,
+    LiquidationAlert,
     PositionChanged,
     PositionUnderCollateralized,
     RiskEvent,
@@ -15,12 +18,15 @@ from services.risk.core.events import (
 )
 
 __all__ = [
+    "AlertAction",
     "BalanceChanged",
     "ChangeReason",
+    "FundingPaid",
     "InsuranceDrawn",
     "InvalidRiskInput",
     "InventoryChanged",
     "LedgerInvariantError",
+    "LiquidationAlert",
     "PositionChanged",
     "PositionUnderCollateralized",
     "Posting",

@@ -22,9 +22,10 @@ Time exists only as `ts_init` of commands. Every step leaves `validate()` true.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from services.common.codes import GatewayReject, RiskReject
 from services.common.nonces import NonceInvariantError, NonceRejected, ReplayGuard
@@ -34,30 +35,52 @@ from services.common.records import (
     CancelAllOrders,
     CancelOrder,
     DepositConfirmed,
+    FundingApplied,
     MarketCreated,
     MarketDefinition,
     MarketKind,
+    MarketSettled,
     MarketStatus,
     MarketStatusChanged,
+    MarkPriceSet,
     MatcherCommand,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
+    OrderType,
     PlaceOrder,
     RequestWithdrawal,
     Side,
+    TimeInForce,
     TradeLogEntry,
     TraderCommand,
     WithdrawalRequested,
 )
-from services.matcher.core.engine import Event
+from services.matcher.core.engine import MARKET_EVENTS, Event
 from services.risk.core.errors import InvalidRiskInput, LedgerInvariantError
-from services.risk.core.events import BalanceChanged, ChangeReason, InventoryChanged, RiskEvent
+from services.risk.core.events import (
+    AlertAction,
+    BalanceChanged,
+    ChangeReason,
+    InventoryChanged,
+    LiquidationAlert,
+    RiskEvent,
+)
 from services.risk.core.fills import apply_fill
-from services.risk.core.ledger import Ledger, Market, Order, PendingAmend
-from services.risk.core.rules import covered_by_reservation, order_rates
+from services.risk.core.ledger import Ledger, Market, Order, PendingAmend, Position
+from services.risk.core.lifecycle import pay_funding, settle_position
+from services.risk.core.rules import (
+    ALERT_LOSS_BPS,
+    LIQUIDATION_LOSS_BPS,
+    Rates,
+    covered_by_reservation,
+    liquidation_price,
+    loss_bps,
+    order_rates,
+    unrealized_pnl,
+)
 
 AccountBody = OrderRejected | WithdrawalRequested
 
@@ -81,7 +104,8 @@ class Posting(NamedTuple):
     body: Event
 
 
-_MARKET_EVENTS = (MarketCreated, MarketStatusChanged)
+LIQUIDATIONS = uuid.UUID("6f1c3a52-5d0e-4b8e-9a51-0c1f6d2b7e10")
+"""uuid5 namespace of liquidation order ids: derived from the mark event, so a replay reuses them."""
 
 
 def _everyone(trader: str) -> bool:
@@ -92,7 +116,7 @@ def postings(entry: TradeLogEntry, owns: Callable[[str], bool] = _everyone) -> I
     """The events of `entry` risk applies: those of the traders `owns` accepts, and market events."""
     for index, body in enumerate(entry.events):
         trader = getattr(body, "trader", None)
-        if owns(trader) if trader is not None else isinstance(body, _MARKET_EVENTS):
+        if owns(trader) if trader is not None else isinstance(body, MARKET_EVENTS):
             yield Posting(
                 market=entry.market,
                 seq=entry.first_seq + index if entry.first_seq else 0,
@@ -157,6 +181,20 @@ class RiskEngine:
         """The nonces the partition's traders signed: the authoritative replay check."""
         self._before: dict[str, tuple[int, int, int, int]] = {}
         self._before_holding: dict[tuple[str, str], tuple[int, int]] = {}
+        self._forward: list[MatcherCommand] = []
+        self._posting_handlers: dict[type[Any], Callable[[Posting, Any], list[RiskEvent]]] = {
+            MarketCreated: self._market_created,
+            MarketStatusChanged: self._status_changed,
+            OrderFilled: self._filled,
+            OrderCancelled: self._cancelled,
+            OrderAmended: self._amended,
+            OrderRejected: self._rejected,
+            OrderAccepted: self._accepted,
+            MarkPriceSet: self._marked,
+            FundingApplied: self._funded,
+            MarketSettled: self._settled,
+        }
+        """What each trade-log event does to the ledger (events not listed change nothing)."""
 
     # -- markets -------------------------------------------------------------------------------
 
@@ -429,33 +467,36 @@ class RiskEngine:
         if posting.seq <= self.last_seq.get(posting.market, 0):
             return []
         self.last_seq[posting.market] = posting.seq
-        body = posting.body
-        if isinstance(body, MarketCreated):
-            self.apply_market(body.definition)
-        elif isinstance(body, MarketStatusChanged):
-            self.apply_market_status(posting.market, body.status)
-        elif isinstance(body, OrderFilled):
-            return self._filled(posting, body)
-        elif isinstance(body, OrderCancelled):
-            order = self._posted_order(posting, body.order_id, body.trader)
-            _expect(
-                0 < body.cancelled_qty <= order.leaves, f"{order.order_id}: cancels {body.cancelled_qty} lots"
-            )
-            self._begin_order(order)
-            order.leaves -= body.cancelled_qty
-            order.size -= body.cancelled_qty
-            self.ledger.release_excess(order)
-            return self._changes(ChangeReason.ORDER_CANCELLED, order.order_id)
-        elif isinstance(body, OrderAmended):
-            return self._amended(posting, body)
-        elif isinstance(body, OrderRejected):
-            return self._rejected(posting, body)
-        elif isinstance(body, OrderAccepted):
-            order = self._posted_order(posting, body.order_id, body.trader)
-            _expect(
-                order.size == body.size and order.side is body.side, f"{order.order_id} accepted differently"
-            )
+        handler = self._posting_handlers.get(type(posting.body))
         # TradeExecuted (fills come from OrderFilled), OrderRested, CommandRejected: nothing to do.
+        return handler(posting, posting.body) if handler is not None else []
+
+    def _market_created(self, posting: Posting, created: MarketCreated) -> list[RiskEvent]:
+        self.apply_market(created.definition)
+        return []
+
+    def _status_changed(self, posting: Posting, changed: MarketStatusChanged) -> list[RiskEvent]:
+        self.apply_market_status(posting.market, changed.status)
+        return []
+
+    def _cancelled(self, posting: Posting, cancelled: OrderCancelled) -> list[RiskEvent]:
+        order = self._posted_order(posting, cancelled.order_id, cancelled.trader)
+        _expect(
+            0 < cancelled.cancelled_qty <= order.leaves,
+            f"{order.order_id}: cancels {cancelled.cancelled_qty} lots",
+        )
+        self._begin_order(order)
+        order.leaves -= cancelled.cancelled_qty
+        order.size -= cancelled.cancelled_qty
+        self.ledger.release_excess(order)
+        return self._changes(ChangeReason.ORDER_CANCELLED, order.order_id)
+
+    def _accepted(self, posting: Posting, accepted: OrderAccepted) -> list[RiskEvent]:
+        order = self._posted_order(posting, accepted.order_id, accepted.trader)
+        _expect(
+            order.size == accepted.size and order.side is accepted.side,
+            f"{order.order_id} accepted differently",
+        )
         return []
 
     def _filled(self, posting: Posting, fill: OrderFilled) -> list[RiskEvent]:
@@ -531,6 +572,107 @@ class RiskEngine:
             raise LedgerInvariantError(f"{posting.event_id}: order {order_id} of {trader} is unknown to risk")
         self.ledger.touched_orders.add(order_id)
         return order
+
+    # -- marks, funding, settlement ------------------------------------------------------------
+
+    def _open_positions(self, market: str) -> list[tuple[str, Position]]:
+        """This partition's open positions on `market`, by trader (a stable order for the events)."""
+        return sorted(
+            ((t, p) for (t, m), p in self.ledger.positions.items() if m == market and p.size),
+            key=lambda x: x[0],
+        )
+
+    def _marked(self, posting: Posting, mark: MarkPriceSet) -> list[RiskEvent]:
+        """Follow the mark; alert on positions that lost `ALERT_LOSS_BPS` of their collateral, and
+        close those at `LIQUIDATION_LOSS_BPS` with a reduce-only market order (`drain_forward`)."""
+        market = self.markets[posting.market]
+        market.mark_price = mark.mark_price
+        d = market.definition
+        events: list[RiskEvent] = []
+        for trader, position in self._open_positions(posting.market):
+            if d.kind is MarketKind.OPTION and position.size > 0:
+                continue  # a held option can lose its premium, nothing more: nothing to watch
+            pnl = unrealized_pnl(d, position.size, position.basis, mark.mark_price)
+            loss = loss_bps(position.collateral, pnl)
+            if loss < ALERT_LOSS_BPS:
+                continue
+            order_id = None
+            if loss >= LIQUIDATION_LOSS_BPS and market.status is MarketStatus.ACTIVE:
+                order_id = self._liquidate(posting, trader, position, mark.mark_price)
+            events.append(
+                LiquidationAlert(
+                    trader=trader,
+                    market=posting.market,
+                    size=position.size,
+                    mark_price=mark.mark_price,
+                    collateral=position.collateral,
+                    unrealized_pnl=pnl,
+                    equity=position.collateral + pnl,
+                    loss_bps=loss,
+                    action=AlertAction.ALERT if order_id is None else AlertAction.LIQUIDATING,
+                    order_id=order_id,
+                )
+            )
+        return events
+
+    def _liquidate(self, posting: Posting, trader: str, position: Position, mark: int) -> str | None:
+        """Send a reduce-only IOC market order closing `position`; None if one is already out."""
+        market = posting.market
+        if any(o.liquidation and o.market == market for o in self.ledger.trader_orders(trader)):
+            return None
+        side = Side.BUY if position.size < 0 else Side.SELL
+        order_id = str(uuid.uuid5(LIQUIDATIONS, f"{posting.event_id}:{trader}"))
+        size, price = abs(position.size), liquidation_price(side, mark)
+        # No reservation: closing frees collateral, and a fee it cannot pay falls on INSURANCE.
+        order = Order(
+            order_id, order_id, trader, market, side, price, size, size, 0, True, Rates(0), liquidation=True
+        )
+        self.ledger.open_order(order)
+        body = PlaceOrder(
+            market=market,
+            order_id=order_id,
+            client_order_id="",
+            side=side,
+            order_type=OrderType.MARKET,
+            price=price,
+            size=size,
+            time_in_force=TimeInForce.IOC,
+            reduce_only=True,
+            nonce=0,
+            signature=b"",
+        )
+        self._forward.append(
+            MatcherCommand(
+                command_id=order_id, market=market, trader=trader, ts_init=posting.ts_event, body=body
+            )
+        )
+        return order_id
+
+    def _funded(self, posting: Posting, funding: FundingApplied) -> list[RiskEvent]:
+        d = self.markets[posting.market].definition
+        events: list[RiskEvent] = []
+        if funding.rate_e9 == 0:
+            return events
+        for trader, position in self._open_positions(posting.market):
+            self._begin(trader)
+            events += pay_funding(self.ledger, d, trader, position, funding, ref=posting.command_id)
+            events += self._changes(ChangeReason.FUNDING, posting.market)
+        return events
+
+    def _settled(self, posting: Posting, settled: MarketSettled) -> list[RiskEvent]:
+        d = self.markets[posting.market].definition
+        events: list[RiskEvent] = []
+        for trader, position in self._open_positions(posting.market):
+            self._begin(trader)
+            price = settled.settlement_price
+            events += settle_position(self.ledger, d, trader, position, price, ref=posting.command_id)
+            events += self._changes(ChangeReason.SETTLEMENT, posting.market)
+        return events
+
+    def drain_forward(self) -> list[MatcherCommand]:
+        """Commands risk itself sends to the matcher (liquidations) since the last call; forgets them."""
+        forward, self._forward = self._forward, []
+        return forward
 
     def drain_touched_orders(self) -> list[str]:
         """The ids of the orders changed or closed since the last call, sorted; forgets them."""
@@ -608,7 +750,9 @@ class RiskEngine:
 
     def state_hash(self) -> str:
         """A digest of the whole state; the same inputs in the same order give the same hash."""
-        markets = sorted((s, repr(m.definition), m.status.value) for s, m in self.markets.items())
+        markets = sorted(
+            (s, repr(m.definition), m.status.value, m.mark_price) for s, m in self.markets.items()
+        )
         state = (markets, sorted(self.last_seq.items()), self.ledger.state(), self.nonces.state_hash())
         return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
 

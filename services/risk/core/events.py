@@ -26,6 +26,8 @@ class ChangeReason(StrEnum):
     ORDER_CANCELLED = "ORDER_CANCELLED"
     ORDER_REJECTED = "ORDER_REJECTED"
     ORDER_AMENDED = "ORDER_AMENDED"
+    FUNDING = "FUNDING"
+    SETTLEMENT = "SETTLEMENT"
 
 
 class ShortfallReason(StrEnum):
@@ -35,6 +37,20 @@ class ShortfallReason(StrEnum):
     """A perpetual/future position closed at a loss larger than its collateral; the trader got 0."""
     FILL_NOT_COVERED = "FILL_NOT_COVERED"
     """A fill's fee or premium exceeded the order's reservation plus the trader's free balance."""
+    FUNDING_NOT_COVERED = "FUNDING_NOT_COVERED"
+    """A funding payment exceeded the trader's free balance plus the position's collateral."""
+    SETTLEMENT_LOSS_BEYOND_COLLATERAL = "SETTLEMENT_LOSS_BEYOND_COLLATERAL"
+    """A settlement cost more than the position's collateral (a future's short beyond it, an
+    under-collateralized option writer); the trader got 0."""
+
+
+class AlertAction(StrEnum):
+    """What risk did about a position whose loss at the mark is large."""
+
+    ALERT = "ALERT"
+    """The loss reached the alert level: the trader is told."""
+    LIQUIDATING = "LIQUIDATING"
+    """The loss reached the liquidation level: a reduce-only market order closes the position."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,4 +136,45 @@ class PositionUnderCollateralized:
     shortfall: int
 
 
-RiskEvent = BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPaid:
+    """Event: a position paid (amount < 0) or received (amount > 0) one funding interval's payment."""
+
+    trader: str
+    market: str
+    interval_end: int
+    size: int
+    rate_e9: int
+    index_price: int
+    amount: int
+    from_collateral: int
+    """Part of a payment taken from the position's collateral (the free balance was short)."""
+    realized_pnl: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationAlert:
+    """Event: at the latest mark a position has lost `loss_bps` of its collateral."""
+
+    trader: str
+    market: str
+    size: int
+    mark_price: int
+    collateral: int
+    unrealized_pnl: int
+    equity: int
+    loss_bps: int
+    action: AlertAction
+    order_id: str | None
+    """The liquidation order, when `action` is LIQUIDATING."""
+
+
+RiskEvent = (
+    BalanceChanged
+    | InventoryChanged
+    | PositionChanged
+    | InsuranceDrawn
+    | PositionUnderCollateralized
+    | FundingPaid
+    | LiquidationAlert
+)

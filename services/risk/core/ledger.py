@@ -31,6 +31,8 @@ class Market:
 
     definition: MarketDefinition
     status: MarketStatus
+    mark_price: int = 0
+    """Latest mark in ticks (from `MarkPriceSet`); 0 until the first."""
 
 
 @dataclass(slots=True)
@@ -101,6 +103,8 @@ class Order:
     reserved_usdc: int = 0
     reserved_inventory: int = 0
     amend: PendingAmend | None = None
+    liquidation: bool = False
+    """Sent by risk itself to close a position whose collateral is (nearly) exhausted."""
 
     def requirement(self) -> Requirement:
         """What the order must hold back now (see `rules.held_back`)."""
@@ -339,6 +343,7 @@ class Ledger:
                     None
                     if o.amend is None
                     else (o.amend.command_id, o.amend.price, o.amend.size, o.amend.rates.usdc),
+                    o.liquidation,
                 )
                 for o in self.orders.values()
             ),

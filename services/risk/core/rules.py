@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.money import BPS_PER_UNIT, mul_div_ceil, mul_div_floor
-from services.common.records import MarketDefinition, MarketKind, Side
+from services.common.records import MarketDefinition, MarketKind, OptionType, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +108,62 @@ def proportional_release(amount: int, part: int, whole: int) -> int:
     if part == whole:
         return amount
     return mul_div_floor(amount, part, whole)
+
+
+# -- marks, funding and settlement ----------------------------------------------------------------
+
+ALERT_LOSS_BPS = 8_000
+"""A position that has lost 80 % of its collateral at the mark gets a `LiquidationAlert`."""
+LIQUIDATION_LOSS_BPS = 9_500
+"""At 95 % risk closes it with a reduce-only market order: the last 5 % absorb the slippage of the
+close, so INSURANCE pays only when the book moves further than that before the order fills."""
+LIQUIDATION_SLIPPAGE_BPS = 1_000
+"""The liquidation order's protective price: 10 % through the mark."""
+RATE_SCALE = 1_000_000_000
+"""Funding rates are integers × 1e9."""
+
+
+def unrealized_pnl(d: MarketDefinition, size: int, basis: int, mark: int) -> int:
+    """PnL of a position of `size` lots (signed) with entry value `basis` if closed at `mark` ticks.
+
+    Linear positions and options alike: a long gains what its lots are worth above what they cost,
+    a short (futures short or option writer) what it received above what buying back costs.
+    """
+    value = lot_notional(d, mark) * abs(size)
+    return value - basis if size > 0 else basis - value
+
+
+def loss_bps(collateral: int, pnl: int) -> int:
+    """The loss as basis points of the collateral (0 for a gain; 10 000 = all of it), rounded down."""
+    if pnl >= 0 or collateral <= 0:
+        return 0 if pnl >= 0 else BPS_PER_UNIT
+    return mul_div_floor(-pnl, BPS_PER_UNIT, collateral)
+
+
+def liquidation_price(side: Side, mark: int) -> int:
+    """Protective price of a liquidation order: `LIQUIDATION_SLIPPAGE_BPS` through the mark."""
+    if side is Side.BUY:
+        return mul_div_ceil(mark, BPS_PER_UNIT + LIQUIDATION_SLIPPAGE_BPS, BPS_PER_UNIT)
+    return max(1, mul_div_floor(mark, BPS_PER_UNIT - LIQUIDATION_SLIPPAGE_BPS, BPS_PER_UNIT))
+
+
+def funding_per_lot(d: MarketDefinition, index_price: int, rate_e9: int) -> tuple[int, int]:
+    """(what a paying lot pays, what a receiving lot gets), micro-USDC: index × qptl × |rate| per
+    lot, rounded up for payers and down for receivers. Longs and shorts hold the same number of lots,
+    so receivers are paid exactly what payers' rounded-down share brings; the rounding remainder
+    (at most 1 micro-USDC a paying lot) goes to FEES."""
+    exact = lot_notional(d, index_price) * abs(rate_e9)
+    return mul_div_ceil(exact, 1, RATE_SCALE), mul_div_floor(exact, 1, RATE_SCALE)
+
+
+def option_payoff_per_lot(d: MarketDefinition, settlement_price: int) -> int:
+    """What one long option lot receives at expiry, micro-USDC: a PUT max(K − S, 0), a CALL
+    min(max(S − K, 0), K) — capped at the strike, so the writer collateral `K × qptl` covers it."""
+    if d.strike is None or d.option_type is None:
+        raise ValueError(f"{d.market} is not an option")
+    strike = d.strike
+    if d.option_type is OptionType.PUT:
+        intrinsic = max(strike - settlement_price, 0)
+    else:
+        intrinsic = min(max(settlement_price - strike, 0), strike)
+    return intrinsic * d.quote_per_tick_lot

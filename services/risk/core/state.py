@@ -93,7 +93,8 @@ def export_partition(engine: RiskEngine) -> PartitionState:
     return {
         "format": FORMAT,
         "markets": [
-            {"definition": to_avro(m.definition), "status": m.status.value} for m in engine.markets.values()
+            {"definition": to_avro(m.definition), "status": m.status.value, "mark_price": m.mark_price}
+            for m in engine.markets.values()
         ],
         "last_seq": [[market, seq] for market, seq in engine.last_seq.items()],
         "fees": ledger.fees,
@@ -124,7 +125,9 @@ def import_state(
         _check_format(partition)
         for item in partition["markets"]:
             definition: MarketDefinition = from_avro(MarketDefinition, item["definition"])
-            engine.markets[definition.market] = Market(definition, MarketStatus(item["status"]))
+            engine.markets[definition.market] = Market(
+                definition, MarketStatus(item["status"]), item.get("mark_price", 0)
+            )
         engine.last_seq = {market: seq for market, seq in partition["last_seq"]}
         ledger.fees = partition["fees"]
         ledger.clearing = partition["clearing"]
@@ -194,6 +197,7 @@ def _export_order(o: Order) -> dict[str, Any]:
             "size": o.amend.size,
             "rates": [o.amend.rates.usdc, o.amend.rates.inventory],
         },
+        "liquidation": o.liquidation,
     }
 
 
@@ -216,6 +220,7 @@ def _import_order(d: dict[str, Any]) -> Order:
         amend=None
         if amend is None
         else PendingAmend(amend["command_id"], amend["price"], amend["size"], Rates(*amend["rates"])),
+        liquidation=d.get("liquidation", False),  # absent before liquidations existed
     )
 
 

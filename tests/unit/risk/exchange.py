@@ -18,6 +18,7 @@ from typing import Any
 
 from services.common.records import (
     AmendOrder,
+    ApplyFunding,
     CancelAllOrders,
     CancelOrder,
     CreateMarket,
@@ -30,6 +31,8 @@ from services.common.records import (
     OrderType,
     RequestWithdrawal,
     SetMarketStatus,
+    SetMarkPrice,
+    SettleMarket,
     Side,
     TimeInForce,
     TraderCommand,
@@ -38,6 +41,7 @@ from services.matcher.core.engine import Event, MatchingEngine, log_entry
 from services.risk.core import Posting, RiskEngine, RiskEvent, RiskResult, postings
 from services.risk.core.ledger import Position
 from tests.kit import (
+    EXPIRY_2026_12_25,
     TS_2026_11_23,
     btc_future_dec26,
     btc_option_dec26,
@@ -50,6 +54,7 @@ USDC = 1_000_000
 """Micro-USDC per USDC."""
 
 STEP_US = 1_000
+HOUR_US = 3_600_000_000
 """How far the clock moves per input (1 ms)."""
 
 
@@ -146,7 +151,10 @@ class Exchange:
         """The nonce a trader with a correct clock signs the next command with: its `ts_init`."""
         return self.now + STEP_US
 
-    def admin(self, market: str, body: CreateMarket | SetMarketStatus) -> list[RiskEvent]:
+    def admin(self, market: str, body: Any, *, at: int | None = None) -> list[RiskEvent]:
+        """An admin or lifecycle command (listing, status, mark, funding, settlement), sent at `at`."""
+        if at is not None:
+            self.now = at - STEP_US
         self._tick()
         self.last_log = []
         command = MatcherCommand(
@@ -165,6 +173,11 @@ class Exchange:
         self.last_log.extend(entry.events)
         for posting in postings(entry):
             events.extend(self.post(posting))
+        for liquidation in self.risk.drain_forward():  # risk's own orders go to the matcher too
+            if self.in_flight:
+                self.queue.append(liquidation)
+            else:
+                events.extend(self.book(liquidation))
         return events
 
     def post(self, posting: Posting) -> list[RiskEvent]:
@@ -192,8 +205,13 @@ class Exchange:
         return step
 
     def deliver(self, count: int | None = None) -> None:
-        """Let the matcher catch up on `count` queued commands (all when None)."""
-        count = len(self.queue) if count is None else min(count, len(self.queue))
+        """Let the matcher catch up on `count` queued commands (None: until nothing is queued, the
+        liquidation orders risk sends while they are booked included)."""
+        if count is None:
+            while self.queue:
+                self.book(self.queue.pop(0))
+            return
+        count = min(count, len(self.queue))
         for command in self.queue[:count]:
             self.book(command)
         del self.queue[:count]
@@ -236,6 +254,25 @@ class Exchange:
 
     def set_status(self, market: str, status: MarketStatus) -> list[RiskEvent]:
         return self.admin(market, SetMarketStatus(status=status, reason="test"))
+
+    def mark(self, market: str, mark_price: int, index_price: int | None = None) -> list[RiskEvent]:
+        return self.admin(market, SetMarkPrice(mark_price=mark_price, index_price=index_price or mark_price))
+
+    def fund(self, market: str, rate_e9: int, index_price: int) -> list[RiskEvent]:
+        """Apply the funding interval of the hour that just ended (sent 1 ms after it)."""
+        end = (self.now // HOUR_US + 1) * HOUR_US
+        body = ApplyFunding(
+            interval_start=end - HOUR_US,
+            interval_end=end,
+            rate_e9=rate_e9,
+            index_price=index_price,
+            mark_twap=index_price,
+            index_twap=index_price,
+        )
+        return self.admin(market, body, at=end + STEP_US)
+
+    def settle(self, market: str, settlement_price: int, *, at: int = EXPIRY_2026_12_25) -> list[RiskEvent]:
+        return self.admin(market, SettleMarket(settlement_price=settlement_price, method="test"), at=at)
 
     def place(self, trader: str, market: str, side: Side, size: int, price: int, **options: Any) -> Step:
         """A GTC limit order (options override PlaceOrder fields); its order id is order_id(n)."""

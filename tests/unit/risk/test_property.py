@@ -77,6 +77,8 @@ def action_strategy(symbols: tuple[str, ...]) -> st.SearchStrategy[tuple[Any, ..
         st.tuples(st.just("spike"), traders, markets, st.sampled_from((2, 3))),
         st.tuples(st.just("status"), markets, st.sampled_from((MarketStatus.PAUSED, MarketStatus.ACTIVE))),
         st.tuples(st.just("replay"), st.integers(0, 10**6)),
+        st.tuples(st.just("mark"), markets, st.sampled_from((1, 1, 2, 3))),
+        st.tuples(st.just("fund"), markets, st.integers(-3, 3)),
     )
     return st.integers(0, 9).flatmap(lambda n: places if n < 7 else others)
 
@@ -187,6 +189,21 @@ def _status(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
         x.set_status(symbol, status)
 
 
+def _mark(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
+    """A mark at the mid or far above it: shorts get alerts, and at 2-3× the mid liquidations."""
+    _, symbol, factor = action
+    if x.matcher.markets[symbol].status in (MarketStatus.ACTIVE, MarketStatus.PAUSED):
+        x.mark(symbol, MID_PRICE[symbol] * factor)
+
+
+def _fund(x: Exchange, k: int, action: tuple[Any, ...]) -> None:
+    """Funding of the hour on a perpetual, at a rate whose per-lot payment needs no rounding (so
+    the FEES and CLEARING checks stay exact; rounding has its own tests)."""
+    _, symbol, steps = action
+    if KINDS[symbol] is MarketKind.PERPETUAL:
+        x.fund(symbol, steps * 1_000_000, MID_PRICE[symbol])
+
+
 ACTIONS: dict[str, Callable[[Exchange, int, tuple[Any, ...]], object]] = {
     "deposit": lambda x, k, a: x.deposit(a[1], a[2] * USDC),
     "synth": lambda x, k, a: x.deposit_synth(a[1], "BTC-USDC", a[2]),
@@ -200,6 +217,8 @@ ACTIONS: dict[str, Callable[[Exchange, int, tuple[Any, ...]], object]] = {
     "spike": _spike,
     "status": _status,
     "replay": _replay,
+    "mark": _mark,
+    "fund": _fund,
 }
 
 
