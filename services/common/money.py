@@ -49,6 +49,16 @@ def notional(price: Ticks, size: Lots, quote_per_tick_lot: MicroUsdc) -> MicroUs
     return MicroUsdc(price * size * quote_per_tick_lot)
 
 
+def unrealized_pnl(size: Lots, basis: MicroUsdc, mark: Ticks, quote_per_tick_lot: MicroUsdc) -> MicroUsdc:
+    """PnL of a position of `size` lots (signed) with entry value `basis` if closed at `mark`.
+
+    A long gains what its lots are worth above what they cost; a short (a futures short, an option
+    writer) what it received above what buying back costs. Exact: no rounding.
+    """
+    value = mark * abs(size) * quote_per_tick_lot
+    return MicroUsdc(value - basis if size > 0 else basis - value)
+
+
 def fee_charged(amount: MicroUsdc, rate: BasisPoints) -> MicroUsdc:
     """Fee on `amount` at `rate` basis points, rounded up (the trader pays the fraction)."""
     return MicroUsdc(mul_div_ceil(amount, rate, BPS_PER_UNIT))

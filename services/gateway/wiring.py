@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from pydantic.alias_generators import to_camel
 
 from services.common.bus import Bus
+from services.common.money import Lots, MicroUsdc, Ticks, unrealized_pnl
 from services.common.records import MarketStatus
 from services.common.settings import Settings
 from services.common.stores import cassandra
@@ -58,7 +59,19 @@ class CassandraReadModel:
         return _json(row) if row is not None and row.trader == trader else None
 
     def positions(self, trader: str) -> list[dict[str, Any]]:
-        return [_json(row) for row in queries.positions_for(self._session, self._keyspace, trader)]
+        """Positions with the market's latest mark and the unrealized PnL at it (None before a mark)."""
+        markets = {m.market: m for m in queries.markets(self._session, self._keyspace)}
+        answer = []
+        for row in queries.positions_for(self._session, self._keyspace, trader):
+            market = markets.get(row.market)
+            mark = market.mark_price if market is not None else None
+            pnl = None
+            if market is not None and mark is not None and row.size:
+                pnl = unrealized_pnl(
+                    Lots(row.size), MicroUsdc(row.basis), Ticks(mark), MicroUsdc(market.quote_per_tick_lot)
+                )
+            answer.append(_json(row) | {"markPrice": mark, "unrealizedPnl": pnl if row.size else 0})
+        return answer
 
     def balance(self, trader: str) -> dict[str, Any]:
         found = queries.balance_for(self._session, self._keyspace, trader)

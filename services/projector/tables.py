@@ -20,8 +20,11 @@ from services.common.records import MarketKind, MarketStatus, OptionType, OrderT
 from services.projector.views import (
     BalanceRow,
     BalanceUpsert,
+    MarketFundingUpdate,
+    MarketMarkUpdate,
     MarketProgress,
     MarketRow,
+    MarketSettlementUpdate,
     MarketStatusUpdate,
     MarketUpsert,
     OpenOrderDelete,
@@ -43,6 +46,7 @@ MARKET_COLUMNS = (
     "market", "kind", "base_asset", "quote_asset", "quote_per_tick_lot", "tick_size_e9", "lot_size_e9",
     "min_size", "maker_fee_bps", "taker_fee_bps", "expiry", "strike", "option_type", "index_symbol",
     "status", "status_reason", "status_changed_at", "created_at", "last_seq", "updated_at",
+    "mark_price", "index_price", "marked_at", "funding_rate_e9", "funded_until", "settlement_price",
 )  # fmt: skip
 BALANCE_COLUMNS = ("trader", "asset", "free", "reserved", "withdrawing", "locked", "updated_at", "version")
 POSITION_COLUMNS = (
@@ -138,6 +142,12 @@ def market_row(r: Any) -> MarketRow:
         status_reason=r.status_reason,
         status_changed_at=r.status_changed_at * 1000,
         created_at=r.created_at * 1000,
+        mark_price=r.mark_price,
+        index_price=r.index_price,
+        marked_at=_us(r.marked_at),
+        funding_rate_e9=r.funding_rate_e9,
+        funded_until=_us(r.funded_until),
+        settlement_price=r.settlement_price,
         last_seq=r.last_seq or 0,
         updated_at=(r.updated_at or r.created_at) * 1000,
     )
@@ -188,11 +198,27 @@ class Writer:
             f"DELETE FROM {keyspace}.open_orders_by_market USING TIMESTAMP ? "
             "WHERE market = ? AND order_id = ?"
         )
-        listing = [c for c in MARKET_COLUMNS if c not in ("status_reason", "last_seq", "updated_at")]
+        # A listing writes its parameters and status; the rest of the row comes from later events.
+        listing = (
+            *MARKET_COLUMNS[: MARKET_COLUMNS.index("status_reason")],
+            "status_changed_at",
+            "created_at",
+        )
         self._market = insert("markets", listing)
         self._market_status = prepare(
             f"UPDATE {keyspace}.markets USING TIMESTAMP ? "
             "SET status = ?, status_reason = ?, status_changed_at = ? WHERE market = ?"
+        )
+        self._market_mark = prepare(
+            f"UPDATE {keyspace}.markets USING TIMESTAMP ? "
+            "SET mark_price = ?, index_price = ?, marked_at = ? WHERE market = ?"
+        )
+        self._market_funding = prepare(
+            f"UPDATE {keyspace}.markets USING TIMESTAMP ? "
+            "SET funding_rate_e9 = ?, funded_until = ? WHERE market = ?"
+        )
+        self._market_settlement = prepare(
+            f"UPDATE {keyspace}.markets USING TIMESTAMP ? SET settlement_price = ? WHERE market = ?"
         )
         self._market_progress = prepare(
             f"UPDATE {keyspace}.markets USING TIMESTAMP ? SET last_seq = ?, updated_at = ? WHERE market = ?"
@@ -208,6 +234,15 @@ class Writer:
             OpenOrderDelete: self._open_order_delete,
             MarketUpsert: self._market_upsert,
             MarketStatusUpdate: self._market_status_update,
+            MarketMarkUpdate: lambda w: [
+                (self._market_mark, (w.version, w.mark_price, w.index_price, ms(w.marked_at), w.market))
+            ],
+            MarketFundingUpdate: lambda w: [
+                (self._market_funding, (w.version, w.rate_e9, ms(w.funded_until), w.market))
+            ],
+            MarketSettlementUpdate: lambda w: [
+                (self._market_settlement, (w.version, w.settlement_price, w.market))
+            ],
             MarketProgress: self._market_progress_update,
             BalanceUpsert: self._balance_upsert,
             PositionUpsert: self._position_upsert,

@@ -50,12 +50,15 @@ from services.common.lifecycle import TERMINAL, OrderStatus, Transition, next_st
 from services.common.records import (
     AccountEvent,
     BalanceChanged,
+    FundingApplied,
     InventoryChanged,
     MarketCreated,
     MarketDefinition,
     MarketKind,
+    MarketSettled,
     MarketStatus,
     MarketStatusChanged,
+    MarkPriceSet,
     OptionType,
     OrderAccepted,
     OrderAmended,
@@ -211,6 +214,15 @@ class MarketRow:
     last_seq: int
     """Seq of the market's latest event projected: the read model reflects its log up to here."""
     updated_at: int
+    mark_price: int | None = None
+    """Latest mark in ticks (perpetuals, futures, options), None before the first."""
+    index_price: int | None = None
+    marked_at: int | None = None
+    funding_rate_e9: int | None = None
+    """Rate of the latest funding interval applied (perpetuals), × 1e9."""
+    funded_until: int | None = None
+    settlement_price: int | None = None
+    """Price a settled future or option settled at, ticks."""
 
 
 # -- writes ----------------------------------------------------------------------------------------
@@ -288,6 +300,48 @@ class MarketStatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketMarkUpdate:
+    """Set a market's latest mark and index price in `markets`."""
+
+    market: str
+    mark_price: int
+    index_price: int
+    marked_at: int
+    version: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("market-mark", self.market)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketFundingUpdate:
+    """Set a perpetual's latest funding interval (rate and end) in `markets`."""
+
+    market: str
+    rate_e9: int
+    funded_until: int
+    version: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("market-funding", self.market)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSettlementUpdate:
+    """Set the price a future or option settled at in `markets`."""
+
+    market: str
+    settlement_price: int
+    version: int
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("market-settlement", self.market)
+
+
+@dataclass(frozen=True, slots=True)
 class MarketProgress:
     """Record in `markets` the seq of the market's latest projected event."""
 
@@ -340,6 +394,9 @@ Write = (
     | OpenOrderDelete
     | MarketUpsert
     | MarketStatusUpdate
+    | MarketMarkUpdate
+    | MarketFundingUpdate
+    | MarketSettlementUpdate
     | MarketProgress
     | BalanceUpsert
     | PositionUpsert
@@ -521,11 +578,21 @@ def order_writes(row: OrderRow) -> list[Write]:
 # -- markets ---------------------------------------------------------------------------------------
 
 
-def market_writes(market: str, event: MarketCreated | MarketStatusChanged, at: LogPosition) -> list[Write]:
-    """A listing or a status change of `market`."""
+MarketEvent = MarketCreated | MarketStatusChanged | MarkPriceSet | FundingApplied | MarketSettled
+_MARKET_EVENTS = (MarketCreated, MarketStatusChanged, MarkPriceSet, FundingApplied, MarketSettled)
+
+
+def market_writes(market: str, event: MarketEvent, at: LogPosition) -> list[Write]:
+    """A listing, status change, mark, funding interval or settlement of `market`."""
     if isinstance(event, MarketCreated):
         return [MarketUpsert(event.definition, at.ts_event, at.version)]
-    return [MarketStatusUpdate(market, event.status, event.reason, at.ts_event, at.version)]
+    if isinstance(event, MarketStatusChanged):
+        return [MarketStatusUpdate(market, event.status, event.reason, at.ts_event, at.version)]
+    if isinstance(event, MarkPriceSet):
+        return [MarketMarkUpdate(market, event.mark_price, event.index_price, at.ts_event, at.version)]
+    if isinstance(event, FundingApplied):
+        return [MarketFundingUpdate(market, event.rate_e9, event.interval_end, at.version)]
+    return [MarketSettlementUpdate(market, event.settlement_price, at.version)]
 
 
 # -- the trade log, entry by entry -----------------------------------------------------------------
@@ -586,7 +653,7 @@ class OrderStates:
         touched: set[str] = set()
         for index, event in enumerate(entry.events):
             at = LogPosition(entry.first_seq + index, entry.ts_event)
-            if isinstance(event, MarketCreated | MarketStatusChanged):
+            if isinstance(event, _MARKET_EVENTS):
                 writes += market_writes(entry.market, event, at)
             elif isinstance(event, _ORDER_EVENTS):
                 if event.order_id is None:

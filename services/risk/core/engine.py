@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from services.common.codes import GatewayReject, RiskReject
+from services.common.money import Lots, MicroUsdc, Ticks, unrealized_pnl
 from services.common.nonces import NonceInvariantError, NonceRejected, ReplayGuard
 from services.common.records import (
     AccountEvent,
@@ -79,7 +80,6 @@ from services.risk.core.rules import (
     liquidation_price,
     loss_bps,
     order_rates,
-    unrealized_pnl,
 )
 
 AccountBody = OrderRejected | WithdrawalRequested
@@ -592,7 +592,12 @@ class RiskEngine:
         for trader, position in self._open_positions(posting.market):
             if d.kind is MarketKind.OPTION and position.size > 0:
                 continue  # a held option can lose its premium, nothing more: nothing to watch
-            pnl = unrealized_pnl(d, position.size, position.basis, mark.mark_price)
+            pnl = unrealized_pnl(
+                Lots(position.size),
+                MicroUsdc(position.basis),
+                Ticks(mark.mark_price),
+                MicroUsdc(d.quote_per_tick_lot),
+            )
             loss = loss_bps(position.collateral, pnl)
             if loss < ALERT_LOSS_BPS:
                 continue

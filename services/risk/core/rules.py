@@ -123,16 +123,6 @@ RATE_SCALE = 1_000_000_000
 """Funding rates are integers × 1e9."""
 
 
-def unrealized_pnl(d: MarketDefinition, size: int, basis: int, mark: int) -> int:
-    """PnL of a position of `size` lots (signed) with entry value `basis` if closed at `mark` ticks.
-
-    Linear positions and options alike: a long gains what its lots are worth above what they cost,
-    a short (futures short or option writer) what it received above what buying back costs.
-    """
-    value = lot_notional(d, mark) * abs(size)
-    return value - basis if size > 0 else basis - value
-
-
 def loss_bps(collateral: int, pnl: int) -> int:
     """The loss as basis points of the collateral (0 for a gain; 10 000 = all of it), rounded down."""
     if pnl >= 0 or collateral <= 0:
