@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.binding import from_avro, to_avro
@@ -187,13 +187,35 @@ def rebuild_state(bus: Bus, policy: OraclePolicy, now_us: int) -> OracleState:
     return state
 
 
-def _offsets_at(bus: Bus, topic: str, since_ms: int) -> list[TopicPartition]:
-    """Per partition of `topic`, the first offset stamped at or after `since_ms` (none: nothing newer)."""
-    # assign-free lookups only: the group id is required by the client but never joined.
+def _offsets_at(bus: Bus, topic: str, since_ms: int, timeout_s: float = 30) -> list[TopicPartition]:
+    """Per partition of `topic`, the first offset stamped at or after `since_ms` (none: nothing newer).
+
+    Retried while the cluster's metadata settles (a topic just created, a leader moving): the
+    broker answers those lookups with errors librdkafka does not always mark retriable.
+    """
+    # Lookups only: the group id is required by the client but never joined.
     reader = Consumer(bus.consumer_config("oracle.rebuild"))
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        found = reader.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=10)
+        while True:
+            try:
+                partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+                wanted = [TopicPartition(topic, p, since_ms) for p in partitions]
+                found = reader.offsets_for_times(wanted, timeout=10)
+                return [tp for tp in found if tp.offset >= 0]
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if time.monotonic() > deadline or not (error.retriable() or error.code() in _SETTLING):
+                    raise
+                time.sleep(0.2)
     finally:
         reader.close()
-    return [tp for tp in found if tp.offset >= 0]
+
+
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._TIMED_OUT,
+}
