@@ -55,7 +55,9 @@ POSITION_COLUMNS = (
 )  # fmt: skip
 Bound = tuple[PreparedStatement, tuple[Any, ...]]
 """A prepared statement and the values to bind."""
-_TIMES = frozenset({"expire_at", "created_at", "updated_at", "expiry", "status_changed_at"})
+_TIMES = frozenset(
+    {"expire_at", "created_at", "updated_at", "expiry", "status_changed_at", "marked_at", "funded_until"}
+)
 
 
 def ms(ts_us: int | None) -> Any:
