@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     oracle_max_age_s: int = Field(120, ge=0, description="older quotes are STALE")
     oracle_max_deviation_bps: int = Field(200, ge=0, description="further from the median: DEVIATING")
     oracle_max_confidence_bps: int = Field(100, ge=0, description="wider confidence: LOW_CONFIDENCE")
+    oracle_max_jump_bps: int = Field(
+        1_000, ge=0, description="further from the last index: DEVIATING (a jump)"
+    )
+    oracle_jump_quorum: int = Field(
+        2, ge=0, description="this many agreeing sources may move the index further"
+    )
     oracle_min_sources: int = Field(1, ge=1, description="fewer accepted quotes: no index price")
     oracle_twap_windows_s: str = Field("300,3600", description="TWAP windows, seconds, comma-separated")
     oracle_metrics_port: int = Field(9102, ge=0, description="oracle's Prometheus port; 0: none")

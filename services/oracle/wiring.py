@@ -53,6 +53,8 @@ def policy_from(settings: Settings) -> OraclePolicy:
             max_age_s=settings.oracle_max_age_s,
             max_deviation_bps=settings.oracle_max_deviation_bps,
             max_confidence_bps=settings.oracle_max_confidence_bps,
+            max_jump_bps=settings.oracle_max_jump_bps,
+            jump_quorum=settings.oracle_jump_quorum,
             min_sources=settings.oracle_min_sources,
             twap_windows_s=windows,
         )

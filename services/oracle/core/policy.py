@@ -21,13 +21,19 @@ class OraclePolicy:
     """A quote further than this from the median of the usable quotes is DEVIATING."""
     max_confidence_bps: int = 100
     """A quote whose confidence interval is wider than this share of its price is LOW_CONFIDENCE."""
+    max_jump_bps: int = 1_000
+    """A quote further than this from the last index price is DEVIATING (a jump)…"""
+    jump_quorum: int = 2
+    """…unless at least this many quotes passed every other rule (independent sources agreeing);
+    0 turns the jump guard off."""
     min_sources: int = 1
     """Fewer accepted quotes than this: the round publishes no index price (null)."""
     twap_windows_s: tuple[int, ...] = (300, 3600)
     """Trailing TWAP windows published with every round, in seconds."""
 
     def __post_init__(self) -> None:
-        if min(self.max_age_s, self.max_future_skew_s, self.max_deviation_bps, self.max_confidence_bps) < 0:
+        thresholds = (self.max_age_s, self.max_future_skew_s, self.max_deviation_bps, self.max_confidence_bps)
+        if min(*thresholds, self.max_jump_bps, self.jump_quorum) < 0:
             raise ValueError(f"negative threshold in {self}")
         if self.min_sources < 1:
             raise ValueError(f"min_sources must be at least 1, got {self.min_sources}")

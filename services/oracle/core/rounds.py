@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from services.common.records import IndexPrice, IndexTwap, OracleQuote, QuoteStatus
 from services.common.twap import twap
 from services.oracle.core.policy import US, OraclePolicy
-from services.oracle.core.verdicts import median, reject_deviating, screen
+from services.oracle.core.verdicts import median, reject_deviating, reject_jumps, screen
 from services.oracle.ports import SourceFailure, SourceQuote
 
 Sample = tuple[int, int]
@@ -57,9 +57,11 @@ def run_round(
     history = dict(state.history)
     prices = []
     for symbol in sorted(by_index):
-        quotes = reject_deviating(policy, by_index[symbol])
-        price = index_price(policy, quotes)
         samples = history.get(symbol, ())
+        quotes = reject_jumps(
+            policy, reject_deviating(policy, by_index[symbol]), samples[-1][1] if samples else None
+        )
+        price = index_price(policy, quotes)
         if price is not None:
             samples = prune(policy, (*samples, (now_us, price)), now_us)
             history[symbol] = samples

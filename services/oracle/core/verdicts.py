@@ -12,9 +12,17 @@ Rules, in order; the first that matches decides (docs/oracle.md has the same tab
 | 6 | LOW_CONFIDENCE | confidence × 10 000 > `max_confidence_bps` × price                |
 | 7 | DEVIATING      | |price − m| × 10 000 > `max_deviation_bps` × m, m = median of the  |
 |   |                | quotes that passed 1–6 for the same index                         |
-| 8 | ACCEPTED       | otherwise                                                         |
+| 8 | DEVIATING      | |price − L| × 10 000 > `max_jump_bps` × L, L = the index's last     |
+|   |                | price, when fewer than `jump_quorum` quotes passed 1–7            |
+| 9 | ACCEPTED       | otherwise                                                         |
 
-The index is the median of the ACCEPTED quotes. Rule 7 is one pass: the reference m includes the
+The index is the median of the ACCEPTED quotes. Rule 8 is the jump guard: one source alone (or
+all the sources there are, if fewer than the quorum) cannot move the index further than
+`max_jump_bps` in one round — a garbage tick, a decimal error or a 50 % spike is refused with its
+reason, and the index holds. Enough independent sources agreeing can move it; with a single
+source configured a real move that large needs an operator (raise the limit, or add sources).
+
+Rule 7 is one pass: the reference m includes the
 outliers themselves, which a median shrugs off as long as they are fewer than half; two quotes
 that disagree by more than the threshold leave no majority, and both are DEVIATING.
 """
@@ -108,6 +116,25 @@ def reject_deviating(policy: OraclePolicy, quotes: Sequence[OracleQuote]) -> lis
             reason = (
                 f"{distance * BPS // reference} bps from the median {reference} "
                 f"(max {policy.max_deviation_bps} bps)"
+            )
+            judged.append(replace(q, status=QuoteStatus.DEVIATING, reason=reason))
+        else:
+            judged.append(q)
+    return judged
+
+
+def reject_jumps(policy: OraclePolicy, quotes: Sequence[OracleQuote], last: int | None) -> list[OracleQuote]:
+    """Rule 8 on one index's quotes after rule 7: too far from the last index price `last`."""
+    passed = [q for q in quotes if q.status is QuoteStatus.ACCEPTED]
+    if last is None or len(passed) >= policy.jump_quorum:
+        return list(quotes)
+    judged = []
+    for q in quotes:
+        distance = abs(q.price_e9 - last)
+        if q.status is QuoteStatus.ACCEPTED and distance * BPS > policy.max_jump_bps * last:
+            reason = (
+                f"jumped {distance * BPS // last} bps from the last index {last} "
+                f"(max {policy.max_jump_bps} bps unless {policy.jump_quorum} sources agree)"
             )
             judged.append(replace(q, status=QuoteStatus.DEVIATING, reason=reason))
         else:

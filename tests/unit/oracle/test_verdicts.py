@@ -132,3 +132,50 @@ def test_an_invalid_policy_is_refused() -> None:
         OraclePolicy(twap_windows_s=())
     with pytest.raises(ValueError, match="negative"):
         OraclePolicy(max_age_s=-1)
+
+
+# -- rule 8: the jump guard ------------------------------------------------------------------------
+
+
+def _after_one_round_at(price: int, *items: SourceQuote) -> tuple[int | None, list[tuple[QuoteStatus, str]]]:
+    """The index and verdicts of a round 30 s after one that priced the index at `price`."""
+    first = run_round(POLICY, OracleState(), T0, [quote(price)])
+    now = T0 + 30 * 1_000_000
+    (second,) = run_round(
+        POLICY, first.state, now, [quote(i.price_e9, feed=i.feed, now_us=now) for i in items]
+    ).prices
+    return second.price_e9, [(q.status, q.reason) for q in second.quotes]
+
+
+def test_a_lone_source_jumping_50_percent_is_refused_and_the_index_holds_nothing_new() -> None:
+    # State: the index at 65,000. Action: the only source quotes 97,500 (+50 %).
+    index, [(status, reason)] = _after_one_round_at(P, quote(P * 3 // 2))
+    # Expectation: DEVIATING with the jump in the reason; no index price this round (nothing for
+    # the mark or funding to use; the previous price holds in the TWAPs).
+    assert status is QuoteStatus.DEVIATING and "jumped 5000 bps from the last index" in reason
+    assert index is None
+
+
+def test_a_move_within_the_jump_limit_is_accepted() -> None:
+    index, [(status, _)] = _after_one_round_at(P, quote(P * 109 // 100))
+    assert status is QuoteStatus.ACCEPTED and index == P * 109 // 100
+
+
+def test_independent_sources_agreeing_may_move_the_index_further() -> None:
+    # Action: two sources both quote a 50 % crash (the jump quorum is 2).
+    index, verdicts_ = _after_one_round_at(P, quote(P // 2, feed="a"), quote(P // 2, feed="b"))
+    assert [s for s, _ in verdicts_] == [QuoteStatus.ACCEPTED] * 2 and index == P // 2
+
+
+def test_garbage_and_a_spike_among_sane_quotes_leave_the_index_where_the_sane_ones_are() -> None:
+    # Action: a zero, a 50 % spike and two sane quotes (rule 7's median catches the spike).
+    index, verdicts_ = _after_one_round_at(
+        P, quote(0, feed="z"), quote(P * 3 // 2, feed="j"), quote(P, feed="a"), quote(P + 1, feed="b")
+    )
+    assert [s for s, _ in verdicts_] == [
+        QuoteStatus.INVALID,
+        QuoteStatus.DEVIATING,
+        QuoteStatus.ACCEPTED,
+        QuoteStatus.ACCEPTED,
+    ]
+    assert index == P
