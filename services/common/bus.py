@@ -476,6 +476,29 @@ def read_partition(bus: Bus, start: TopicPartition, until: int | None) -> Iterat
         consumer.close()
 
 
+def read_topic(bus: Bus, spec: TopicSpec, timeout_s: float = 10) -> Iterator[Message]:
+    """Every committed record of every partition of `spec`, up to each partition's end, with one
+    consumer (one connection, not one per partition)."""
+    name = bus.topic(spec).name
+    consumer = Consumer(bus.consumer_config("topic-reader") | {"enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
+        pending = set(range(spec.partitions))
+        while pending:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"no end of {name} within {timeout_s} s")
+            error = message.error()
+            if error is None:
+                yield message
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition() or 0)
+            else:
+                raise RuntimeError(f"reading {name}: {error}")
+    finally:
+        consumer.close()
+
+
 __all__ = [
     "Bus",
     "Handler",
@@ -486,5 +509,6 @@ __all__ = [
     "TransactionalProcessor",
     "TypedProducer",
     "read_partition",
+    "read_topic",
     "stop_on_signals",
 ]

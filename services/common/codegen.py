@@ -5,7 +5,8 @@
 
 Each Avro enum becomes a `StrEnum` whose values are the Avro symbols; each record a slotted
 dataclass, frozen for the type checker (`record`), with the Avro field names in Avro order.
-Avro `long`/`int` become `int` (amounts are integers: ticks, lots, micro-USDC); logical types are
+Avro `long`/`int` become `int` (amounts are integers: ticks, lots, micro-USDC); `double` becomes
+`float` and exists only for metrics such as implied volatility, never for money. Logical types are
 documented, not converted.
 """
 
@@ -20,7 +21,9 @@ from typing import Any
 from services.common.schemas import NAMESPACE, SCHEMA_DIR
 
 OUTPUT = Path(__file__).with_name("records.py")
-_PRIMITIVES = {"long": "int", "int": "int", "string": "str", "boolean": "bool", "bytes": "bytes"}
+_PRIMITIVES = {
+    "long": "int", "int": "int", "string": "str", "boolean": "bool", "bytes": "bytes", "double": "float",
+}  # fmt: skip
 
 
 def _short(name: str) -> str:

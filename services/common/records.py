@@ -486,6 +486,32 @@ class FundingApplied:
 
 
 @record
+class ImpliedVolatility:
+    """Black-76 implied volatility of one option trade, for metrics (topic options.iv, keyed by market). (market, trade_id) identifies it; floats on purpose: a metric, never a balance."""
+
+    market: str
+    """Option market symbol (the partition key)."""
+    trade_id: int
+    """The trade (per market, from the matcher)."""
+    ts_event: int
+    """Time of the trade's trade-log entry."""
+    trade_price: int
+    """Premium in ticks."""
+    index_price: int
+    """Underlying index in ticks (the last mark event's index before the trade)."""
+    strike: int
+    """Strike in ticks."""
+    option_type: OptionType
+    """CALL or PUT."""
+    t_years: float
+    """Time to expiry in 365-day years."""
+    implied_vol: float | None = None
+    """Annualised volatility that prices the trade (plain Black-76, r = 0); null when none does."""
+    failure: str | None = None
+    """Why there is none: EXPIRED, BELOW_INTRINSIC, ABOVE_MAXIMUM, OUT_OF_RANGE, NOT_CONVERGED, NO_INDEX."""
+
+
+@record
 class IndexPrice:
     """One oracle round for one index (topic oracle.prices, keyed by index symbol): every source's quote and verdict, the median of the accepted ones, and the configured TWAPs."""
 

@@ -10,6 +10,7 @@ The pipeline (exchange-core calls it R1 → ME → R2):
     risk ──risk.changelog (by trader, compacted)──▶ risk on restart
     oracle ──oracle.prices (by index)──▶ funding/expiry, projectors, metrics
     funding/expiry ──matcher.commands (mark, funding, settlement)──▶ matcher
+    funding/expiry ──options.iv (by market)──▶ metrics
     any consumer ──dead.letters (by source topic)──▶ operators
 
 `orders.commands` and `risk.postings` are co-partitioned (same key, same partition count), so the
@@ -128,6 +129,14 @@ ORACLE_PRICES = TopicSpec(
     FOREVER,
     "Oracle rounds: every source's quote and verdict, the index (median) and its TWAPs; kept forever.",
 )
+OPTIONS_IV = TopicSpec(
+    "options.iv",
+    MARKET_PARTITIONS,
+    "option market symbol",
+    "ImpliedVolatility",
+    FOREVER,
+    "Implied volatility of every option trade, for metrics; (market, trade_id) identifies one.",
+)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
     1,
@@ -146,6 +155,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     MATCHER_SNAPSHOTS,
     RISK_CHANGELOG,
     ORACLE_PRICES,
+    OPTIONS_IV,
     DEAD_LETTERS,
 )
 

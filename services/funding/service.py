@@ -20,12 +20,12 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, Outbound, TypedProducer, take_batch
-from services.common.records import IndexPrice, MatcherCommand, TradeLogEntry
+from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch
+from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
-from services.common.topics import MATCHER_COMMANDS, ORACLE_PRICES, TRADE_LOG, TopicSpec
-from services.funding.core.scheduler import IndexObserved, Scheduler, SchedulerConfig
+from services.common.topics import MATCHER_COMMANDS, OPTIONS_IV, ORACLE_PRICES, TRADE_LOG, TopicSpec
+from services.funding.core.scheduler import ImpliedVolObserved, IndexObserved, Scheduler, SchedulerConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class FundingService:
         self._consumer = Consumer(bus.consumer_config(f"funding-tail-{uuid.uuid4().hex}"))
         self._topics = {bus.topic(ORACLE_PRICES).name: ORACLE_PRICES, bus.topic(TRADE_LOG).name: TRADE_LOG}
         self.sent = 0
+        self._iv_published: dict[str, int] = {}
+        """Per option market, the highest trade id on options.iv: the replay of the log on start
+        publishes only what comes after (a trade's IV is published once, give or take a crash
+        between send and delivery; consumers key it by (market, trade_id))."""
 
     def run(self, stop: threading.Event) -> None:
         """Catch up, then tick every second until `stop` is set."""
@@ -82,6 +86,7 @@ class FundingService:
 
     def catch_up(self) -> None:
         """Assign every partition from its beginning and read up to the ends seen now."""
+        self._iv_published = published_ivs(self.bus)
         assignment, ends = [], {}
         for name in self._topics:
             metadata = self._consumer.list_topics(name, timeout=10).topics[name]
@@ -97,6 +102,7 @@ class FundingService:
             for tp in self._consumer.position([TopicPartition(n, p) for n, p in ends]):
                 if tp.offset >= ends[(tp.topic, tp.partition)]:
                     del ends[(tp.topic, tp.partition)]
+        self._producer.flush()
         log.info("funding: caught up; markets %s", sorted(self.scheduler.markets))
 
     def tick(self) -> None:
@@ -105,8 +111,8 @@ class FundingService:
         commands = self.scheduler.on_tick(now)
         for command in commands:
             self._producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+        self._producer.flush()  # delivered before the next tick may resend anything (and the IVs)
         if commands:
-            self._producer.flush()  # delivered before the next tick may resend anything
             self.sent += len(commands)
             log.info("funding: sent %s", ", ".join(_describe(c) for c in commands))
 
@@ -132,7 +138,34 @@ class FundingService:
             return
         output = self.scheduler.apply(from_avro(TradeLogEntry, value))
         for vol in output.implied_vols:
-            log.debug("implied vol %s", vol)
+            if vol.trade_id > self._iv_published.get(vol.market, 0):
+                self._producer.send(Outbound(OPTIONS_IV, key=vol.market, value=to_avro(iv_record(vol))))
+                self._iv_published[vol.market] = vol.trade_id
+
+
+def iv_record(vol: ImpliedVolObserved) -> ImpliedVolatility:
+    """The options.iv record of one observation."""
+    return ImpliedVolatility(
+        market=vol.market,
+        trade_id=vol.trade_id,
+        ts_event=vol.ts_event,
+        trade_price=vol.trade_price,
+        index_price=vol.index_price,
+        strike=vol.strike,
+        option_type=vol.option_type,
+        t_years=vol.t_years,
+        implied_vol=vol.implied_vol,
+        failure=None if vol.failure is None else str(vol.failure),
+    )
+
+
+def published_ivs(bus: Bus) -> dict[str, int]:
+    """Per option market, the highest trade id already on options.iv."""
+    published: dict[str, int] = {}
+    for message in read_topic(bus, OPTIONS_IV):
+        record = from_avro(ImpliedVolatility, bus.serde(OPTIONS_IV).decode(message.value()))
+        published[record.market] = max(published.get(record.market, 0), record.trade_id)
+    return published
 
 
 def _describe(command: MatcherCommand) -> str:

@@ -27,7 +27,7 @@ from services.common.records import (
     TraderCommand,
 )
 from services.common.settings import Settings
-from services.common.topics import ACCOUNTS_EVENTS, MATCHER_COMMANDS, ORDERS_COMMANDS, TRADE_LOG
+from services.common.topics import ACCOUNTS_EVENTS, MATCHER_COMMANDS, OPTIONS_IV, ORDERS_COMMANDS, TRADE_LOG
 from services.funding.service import FundingService
 from services.oracle.adapters.clock import system_clock
 from services.oracle.service import OracleService
@@ -127,7 +127,7 @@ def test_funding_accrues_expiries_settle_and_a_short_near_its_limit_is_alerted(
     oracle = OracleService(bus, sources_from(settings, system_clock), policy_from(settings))
     funding = FundingService(Bus(settings))
     projector = ReadModelProjector(Bus(settings), cassandra_session)
-    log, accounts = Tail(bus, TRADE_LOG), Tail(bus, ACCOUNTS_EVENTS)
+    log, accounts, iv = Tail(bus, TRADE_LOG), Tail(bus, ACCOUNTS_EVENTS), Tail(bus, OPTIONS_IV)
     try:
         with exchange(settings, oracle, funding, projector):
             _prepare(bus, now_us, expiry_us)
@@ -179,6 +179,12 @@ def test_funding_accrues_expiries_settle_and_a_short_near_its_limit_is_alerted(
                 time.sleep(0.5)
             assert rows[PERP].mark_price and rows[PERP].funding_rate_e9
             assert rows[FUTURE].status is MarketStatus.SETTLED and rows[CALL].status is MarketStatus.SETTLED
+
+            # Expectation: the option trade's implied volatility is on options.iv, once. (Premium
+            # 1,000 USDC for a call 3,600 USDC in the money: below intrinsic, so no σ fits.)
+            ivs = iv.until(bool, timeout_s=10)
+            assert [(r.value["market"], r.value["trade_id"]) for r in ivs] == [(CALL, 1)]
+            assert ivs[0].value["implied_vol"] is None and ivs[0].value["failure"] == "BELOW_INTRINSIC"
     finally:
-        log.close()
-        accounts.close()
+        for tail in (log, accounts, iv):
+            tail.close()

@@ -308,11 +308,13 @@ class Scheduler:
 
     def _implied_vol(self, market: _Market, trade: TradeExecuted, ts: int) -> ImpliedVolObserved | None:
         definition = market.definition
-        if definition.kind is not MarketKind.OPTION or not market.mark_log:
+        if definition.kind is not MarketKind.OPTION:
             return None
         assert definition.strike is not None and definition.option_type is not None
         assert definition.expiry is not None
-        index = market.mark_log[-1][2]  # the underlying as the log last recorded it for this market
+        index = self._underlying_ticks(market)
+        if index is None:
+            return None
         t_years = black76.year_fraction(ts, definition.expiry)
         result = black76.implied_vol(
             definition.option_type, float(trade.price), float(index), float(definition.strike), t_years
@@ -329,6 +331,15 @@ class Scheduler:
             implied_vol=result.vol,
             failure=result.failure,
         )
+
+    def _underlying_ticks(self, market: _Market) -> int | None:
+        """The underlying as the log last recorded it for this market, else the latest oracle round
+        read (an option traded before its first mark)."""
+        if market.mark_log:
+            return market.mark_log[-1][2]
+        index = self.indexes.get(market.definition.index_symbol or "")
+        latest = index.latest if index is not None else None
+        return None if latest is None else index_to_ticks(latest[1], market.definition.tick_size_e9)
 
     # -- the clock ---------------------------------------------------------------------------------
 
