@@ -19,9 +19,15 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 
 from services.chain import artifacts, client, deployments, mocks
+from services.common.bus import Bus
+from services.common.records import QuoteStatus
 from services.common.settings import Settings
 from services.oracle.adapters.chainlink import AGGREGATOR_V3_ABI, ChainlinkSource
+from services.oracle.adapters.clock import system_clock
+from services.oracle.core import median
 from services.oracle.ports import SourceFailure, SourceQuote
+from services.oracle.service import OracleService
+from services.oracle.wiring import policy_from, sources_from
 
 ONE_ETH = 10**18
 
@@ -287,3 +293,40 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- the oracle service on it ---------------------------------------------------------------------
+
+
+def test_the_oracle_service_prices_an_index_from_a_chainlink_feed_and_the_simulated_feed(
+    settings: Settings, bus: Bus, w3: Web3, operator_key: str
+) -> None:
+    # State: a BTC/USD aggregator on the local chain answering 65,000.00000000 (8 decimals) in a
+    # fresh block, and the simulated feed for the same index, both configured the way an operator
+    # does (ORACLE_CHAINLINK_FEEDS, ORACLE_SIMULATED).
+    feed = deploy_feed(w3, operator_key, answer=6_500_000_000_000)
+    configured = settings.model_copy(
+        update={
+            "oracle_simulated": "BTC-USD=65000",
+            "oracle_chainlink_feeds": f"BTC-USD={feed.address}",
+            "oracle_max_deviation_bps": 1_000,
+        }
+    )
+    oracle = OracleService(Bus(configured), sources_from(configured, system_clock), policy_from(configured))
+    try:
+        # Action: one round.
+        (price,) = oracle.run_once()
+    finally:
+        oracle.close()
+    # Expectation: the Chainlink quote went through web3 and the verdicts like any other: accepted at
+    # exactly 65,000 × 1e9, and the index is the median of the two sources.
+    by_source = {q.source: q for q in price.quotes}
+    assert set(by_source) == {"chainlink", "simulated"}
+    chainlink = by_source["chainlink"]
+    assert (chainlink.status, chainlink.price_e9, chainlink.feed) == (
+        QuoteStatus.ACCEPTED,
+        65_000 * 10**9,
+        feed.address,
+    )
+    assert by_source["simulated"].status is QuoteStatus.ACCEPTED
+    assert price.price_e9 == median([q.price_e9 for q in price.quotes])
