@@ -8,6 +8,9 @@ trades do not enter the arithmetic.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.common.records import OrderCancelled, OrderFilled, Side
 from services.risk.core import (
     AlertAction,
@@ -19,7 +22,7 @@ from services.risk.core import (
     PositionChanged,
     ShortfallReason,
 )
-from tests.kit import ALICE, BOB, CAROL
+from tests.kit import ALICE, BOB, CAROL, trader_address
 from tests.unit.risk.exchange import ALL_MARKETS, USDC, Exchange
 
 PERP, FUTURE, ODD = "BTC-PERP", "BTC-20261225", "ODD-PERP"
@@ -241,3 +244,83 @@ def test_the_lifecycle_replays_to_the_same_state() -> None:
     x.place(CAROL, PERP, Side.SELL, 2, 980_000)
     x.mark(PERP, 975_000)
     assert x.replay().state_hash() == x.risk.state_hash()
+
+
+# -- exactness, for any positions ------------------------------------------------------------------
+
+TRADERS = (ALICE, BOB, CAROL, trader_address(0xDA7E), trader_address(0xE121))
+trades = st.lists(
+    st.tuples(st.sampled_from(TRADERS), st.sampled_from(TRADERS), st.integers(1, 9), st.integers(1, 5_000)),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _positions(market: str, flow: list[tuple[str, str, int, int]], usdc: int = 10**12) -> Exchange:
+    """Random trades on `market` (seller, buyer, lots, price), each trader funded with `usdc`."""
+    x = Exchange(*ALL_MARKETS)
+    for trader in TRADERS:
+        x.deposit(trader, usdc)
+    for seller, buyer, lots, price in flow:
+        if seller != buyer:
+            x.place(seller, market, Side.SELL, lots, price)
+            x.place(buyer, market, Side.BUY, lots, price)
+            x.cancel_all(seller)  # what did not trade (self-trade prevention) leaves the book
+    return x
+
+
+def _total(x: Exchange) -> int:
+    ledger = x.risk.ledger
+    buckets = sum(a.free + a.reserved + a.withdrawing + a.locked for a in ledger.accounts.values())
+    return buckets + ledger.fees + ledger.clearing + ledger.insurance
+
+
+@settings(max_examples=150, deadline=None)
+@given(trades, st.integers(-(10**9), 10**9), st.integers(1, 10**6))
+def test_funding_nets_to_zero_but_for_the_rounding_that_goes_to_fees(
+    flow: list[tuple[str, str, int, int]], rate_e9: int, index: int
+) -> None:
+    # State: random positions on ODD-PERP (one tick on one lot = 1 micro-USDC: rounding everywhere).
+    x = _positions(ODD, flow)
+    fees, clearing, total = x.risk.ledger.fees, x.risk.ledger.clearing, _total(x)
+    # Action: one funding interval at a random rate and index.
+    events = x.fund(ODD, rate_e9, index)
+    # Expectation: what traders paid and received sums to minus what FEES took; CLEARING is where it
+    # was; FEES took exactly the per-lot rounding of the payers; no USDC appeared or vanished.
+    paid = of(FundingPaid, events)
+    remainder = x.risk.ledger.fees - fees
+    assert sum(e.amount for e in paid) == -remainder
+    assert x.risk.ledger.clearing == clearing
+    exact = index * abs(rate_e9)
+    payer_lots = sum(
+        abs(e.size) for e in paid if e.amount < 0 or (e.amount == 0 and (e.size > 0) == (rate_e9 > 0))
+    )
+    assert remainder == (-(-exact // 10**9) - exact // 10**9) * payer_lots if rate_e9 else remainder == 0
+    assert _total(x) == total
+
+
+@settings(max_examples=100, deadline=None)
+@given(trades, st.integers(1, 20_000), st.sampled_from((FUTURE, CALL_60K, PUT_40K)))
+def test_settlement_conserves_usdc_and_leaves_clearing_at_zero(
+    flow: list[tuple[str, str, int, int]], price: int, market: str
+) -> None:
+    # State: random positions on the future or an option; the settlement at a random price.
+    x = _positions(market, [(s, b, lots, p * 50) for s, b, lots, p in flow])
+    total, insurance = _total(x), x.risk.ledger.insurance
+    events = x.settle(market, price * 100)
+    # Expectation: no USDC appeared or vanished; every position is flat and its collateral released;
+    # INSURANCE paid exactly what it flagged; CLEARING is back to its rule: 0 for options, minus the
+    # realized PnL of the (now all closed) future positions.
+    assert _total(x) == total
+    assert all(
+        p.size == 0 and p.collateral == 0 for (_, m), p in x.risk.ledger.positions.items() if m == market
+    )
+    assert all(x.locked(t) == 0 for t in TRADERS)
+    drawn = sum(e.amount for e in of(InsuranceDrawn, events))
+    assert x.risk.ledger.insurance == insurance - drawn
+    if market == FUTURE:
+        assert x.risk.ledger.clearing == -sum(
+            p.realized_pnl for (_, m), p in x.risk.ledger.positions.items() if m == market
+        )
+    else:
+        assert x.risk.ledger.clearing == 0
