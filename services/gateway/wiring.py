@@ -20,6 +20,7 @@ from services.gateway.app import Gateway, create_app
 from services.gateway.stores import CassandraAnswers, LocalIdempotencyStore, TieredIdempotencyStore
 from services.gateway.tracker import CommandTracker
 from services.projector import queries
+from services.projector.views import MarketRow, PositionRow
 
 
 class CassandraReadModel:
@@ -59,21 +60,16 @@ class CassandraReadModel:
         return _json(row) if row is not None and row.trader == trader else None
 
     def positions(self, trader: str) -> list[dict[str, Any]]:
-        """Positions with the market's latest mark and the unrealized PnL at it (None before a mark)."""
+        """Positions with the market's latest mark, the unrealized PnL and the value at it (None
+        before the market's first mark)."""
         markets = {m.market: m for m in queries.markets(self._session, self._keyspace)}
-        answer = []
-        for row in queries.positions_for(self._session, self._keyspace, trader):
-            market = markets.get(row.market)
-            mark = market.mark_price if market is not None else None
-            pnl = None
-            if market is not None and mark is not None and row.size:
-                pnl = unrealized_pnl(
-                    Lots(row.size), MicroUsdc(row.basis), Ticks(mark), MicroUsdc(market.quote_per_tick_lot)
-                )
-            answer.append(_json(row) | {"markPrice": mark, "unrealizedPnl": pnl if row.size else 0})
-        return answer
+        return [
+            _json(row) | _at_mark(row, markets.get(row.market))
+            for row in queries.positions_for(self._session, self._keyspace, trader)
+        ]
 
     def balance(self, trader: str) -> dict[str, Any]:
+        """USDC buckets and holdings, plus equity and margin ratio at the latest marks."""
         found = queries.balance_for(self._session, self._keyspace, trader)
         usdc = (
             _json(found.usdc)
@@ -81,11 +77,23 @@ class CassandraReadModel:
             else {"free": 0, "reserved": 0, "withdrawing": 0, "locked": 0}
         )
         holdings = [_json(h) for h in found.holdings]
+        buckets = {k: usdc[k] for k in ("free", "reserved", "withdrawing", "locked")}
         return (
             {"trader": trader}
-            | {k: usdc[k] for k in ("free", "reserved", "withdrawing", "locked")}
+            | buckets
+            | self._equity(trader, sum(buckets.values()))
             | {"holdings": holdings}
         )
+
+    def _equity(self, trader: str, cash: int) -> dict[str, Any]:
+        """equity = every USDC bucket + Σ unrealized PnL at the marks (positions without a mark count
+        at entry); marginRatioBps = Σ |position value at the mark| × 10 000 / equity (None without
+        positions or when equity ≤ 0): 10 000 means the positions are worth all the trader has."""
+        marked = [p for p in self.positions(trader) if p["size"]]
+        equity = cash + sum(p["unrealizedPnl"] or 0 for p in marked)
+        exposure = sum(p["valueAtMark"] if p["valueAtMark"] is not None else p["basis"] for p in marked)
+        ratio = exposure * 10_000 // equity if marked and equity > 0 else None
+        return {"unrealizedPnl": equity - cash, "equity": equity, "marginRatioBps": ratio}
 
     def markets(self) -> list[dict[str, Any]]:
         return [_json(row) for row in queries.markets(self._session, self._keyspace)]
@@ -97,6 +105,17 @@ class CassandraReadModel:
                 self._statuses = {row.market: row.status for row in rows}
                 self._loaded_at = time.monotonic()
             return self._statuses.get(market)
+
+
+def _at_mark(row: PositionRow, market: MarketRow | None) -> dict[str, Any]:
+    mark = market.mark_price if market is not None else None
+    if not row.size:
+        return {"markPrice": mark, "unrealizedPnl": 0, "valueAtMark": 0}
+    if market is None or mark is None:
+        return {"markPrice": None, "unrealizedPnl": None, "valueAtMark": None}
+    qptl = MicroUsdc(market.quote_per_tick_lot)
+    pnl = unrealized_pnl(Lots(row.size), MicroUsdc(row.basis), Ticks(mark), qptl)
+    return {"markPrice": mark, "unrealizedPnl": pnl, "valueAtMark": abs(row.size) * mark * qptl}
 
 
 def _json(row: Any) -> dict[str, Any]:

@@ -184,6 +184,11 @@ def test_first_trade_through_http(http: TestClient, gateway_settings: Settings) 
     assert time.monotonic() - filled_at < 1.0 + 0.2  # the polls themselves take a little
     assert alice_filled and alice_filled[0]["cumQty"] == 3
     assert bob_position[0]["size"] == 3
+    # No mark yet (no oracle here): no unrealized PnL; equity counts the position at entry.
+    assert (bob_position[0]["markPrice"], bob_position[0]["unrealizedPnl"]) == (None, None)
+    balance = bob.get("/balance")
+    assert balance["equity"] == sum(balance[k] for k in ("free", "reserved", "withdrawing", "locked"))
+    assert balance["marginRatioBps"] == bob_position[0]["basis"] * 10_000 // balance["equity"]
 
     # The same request again with the same key: the first answer, and no second order.
     replayed = bob.post_order(buy, key)

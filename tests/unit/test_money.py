@@ -14,6 +14,7 @@ from services.common.money import (
     mul_div_ceil,
     mul_div_floor,
     notional,
+    unrealized_pnl,
     usdc_to_micro,
 )
 
@@ -57,3 +58,17 @@ def test_usdc_parsing_and_formatting_round_trip() -> None:
     assert format_usdc(MicroUsdc(-1_250_000)) == "-1.250000"
     with pytest.raises(ValueError, match="6 decimals"):
         usdc_to_micro(1, "1234567")
+
+
+@pytest.mark.parametrize(
+    ("size", "basis", "mark", "pnl"),
+    [
+        (2, 130_000_000, 660_000, 2_000_000),  # long 2 lots from 650,000 ticks: +2 USDC at 660,000
+        (-2, 130_000_000, 660_000, -2_000_000),  # the short's loss is the long's gain
+        (-1, 65_000_000, 1_300_000, -65_000_000),  # a 1x short at twice its entry has lost it all
+        (3, 3_000_000, 0, -3_000_000),  # a long can lose its entry value, no more
+    ],
+)
+def test_unrealized_pnl_is_exact(size: int, basis: int, mark: int, pnl: int) -> None:
+    # State: BTC-PERP, 100 micro-USDC per tick-lot. Action: value the position at `mark`.
+    assert unrealized_pnl(Lots(size), MicroUsdc(basis), Ticks(mark), MicroUsdc(100)) == pnl
