@@ -50,6 +50,8 @@ def _default(field: dict[str, Any]) -> str | None:
         return "None"
     if isinstance(field["type"], str) and field["type"].startswith(NAMESPACE):
         return f"{_short(field['type'])}.{value}"
+    if field["type"] == "bytes":  # Avro writes a bytes default as a string of code points 0-255
+        return repr(str(value).encode("latin-1"))
     return repr(value)
 
 

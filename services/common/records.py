@@ -15,6 +15,15 @@ def record(cls: type[_T]) -> type[_T]:
     return dataclass(slots=True, kw_only=True)(cls)
 
 
+class BatchStatus(StrEnum):
+    """Where a settlement batch is: built off-chain, submitted, confirmed on-chain, or failed."""
+
+    BUILT = "BUILT"
+    SUBMITTED = "SUBMITTED"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+
+
 class LiquiditySide(StrEnum):
     """Whether a fill added (MAKER) or removed (TAKER) liquidity."""
 
@@ -117,6 +126,10 @@ class WithdrawalRequested:
     """Pay out CXPT instead of USDC."""
     nonce: int
     """Signer's nonce."""
+    expire_at: int = 0
+    """The signature's deadline (the EIP-712 Withdrawal.deadline): the Vault refuses it after this instant. 0 in records written before it was carried."""
+    signature: bytes = b''
+    """The trader's EIP-712 signature, which the Vault verifies again on-chain. Empty in records written before it was carried."""
 
 
 @record
@@ -290,6 +303,64 @@ class LiquidationAlert:
 
 
 @record
+class WithdrawalPaid:
+    """Event (chain watcher): the Vault paid a requested withdrawal on-chain, confirmed; risk takes it out of the ledger."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    withdrawal_id: str
+    """The withdrawal the trader signed."""
+    amount: int
+    """Micro-USDC paid."""
+    as_cxpt: bool
+    """Paid as CXPT minted 1:1 rather than USDC."""
+    chain_id: int
+    """EVM chain id."""
+    tx_hash: str
+    """Transaction hash, 0x-prefixed."""
+    log_index: int
+    """Index of the Withdrawn log in its block."""
+    block_number: int
+    """Block of the transaction."""
+
+
+@record
+class WithdrawalFailed:
+    """Event (settlement): a requested withdrawal cannot be paid on-chain (deadline passed, signature refused, …); risk returns the amount to free."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    withdrawal_id: str
+    """The withdrawal the trader signed."""
+    amount: int
+    """Micro-USDC that was reserved."""
+    reason: str
+    """Stable reason: DEADLINE_PASSED, SIGNATURE_REFUSED, ALREADY_PAID, REVERTED."""
+    detail: str = ''
+    """Human-readable detail (revert data, …)."""
+
+
+@record
+class ExchangeAccountsChanged:
+    """Event (risk): a risk partition's exchange accounts after one of its transactions changed them (key ~exchange:<partition>); settlement sums the deltas into its batches."""
+
+    partition: int
+    """The risk partition (trader partition) whose accounts these are."""
+    fees: int
+    """FEES after, micro-USDC."""
+    clearing: int
+    """CLEARING after, micro-USDC (may be negative)."""
+    insurance: int
+    """INSURANCE after, micro-USDC (may be negative)."""
+    delta_fees: int
+    """Change of FEES in this transaction."""
+    delta_clearing: int
+    """Change of CLEARING in this transaction."""
+    delta_insurance: int
+    """Change of INSURANCE in this transaction."""
+
+
+@record
 class AccountEvent:
     """An event on a trader's account (topic accounts.events, keyed by trader)."""
 
@@ -299,7 +370,7 @@ class AccountEvent:
     """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
     ts_event: int
     """When the event happened (command or block time)."""
-    body: DepositConfirmed | WithdrawalRequested | OrderRejected | BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized | FundingPaid | LiquidationAlert
+    body: DepositConfirmed | WithdrawalRequested | OrderRejected | BalanceChanged | InventoryChanged | PositionChanged | InsuranceDrawn | PositionUnderCollateralized | FundingPaid | LiquidationAlert | WithdrawalPaid | WithdrawalFailed | ExchangeAccountsChanged
     """The event."""
 
 
@@ -660,6 +731,18 @@ class MatcherCommand:
 
 
 @record
+class OffsetRange:
+    """A range [from_offset, to_offset) of one partition of a topic."""
+
+    partition: int
+    """Partition."""
+    from_offset: int
+    """First offset covered."""
+    to_offset: int
+    """First offset NOT covered."""
+
+
+@record
 class OracleQuote:
     """One source's quote for an index in one oracle round, with the verdict on it."""
 
@@ -820,6 +903,36 @@ class RiskStateRecord:
 
 
 @record
+class SettlementBatch:
+    """A net settlement batch and its status (topic settlement.batches, keyed by batch id): the accounts.events ranges it covers, the per-trader and exchange-account deltas (summing to 0), and where it is on-chain."""
+
+    batch_id: str
+    """0x-prefixed keccak256 of the ranges it covers: the same ranges always give the same id, and the Vault accepts an id once."""
+    ranges: list[OffsetRange]
+    """accounts.events ranges covered."""
+    deltas: list[TraderDelta]
+    """Per-trader net change, sorted by trader."""
+    fees_delta: int
+    """FEES change."""
+    clearing_delta: int
+    """CLEARING change."""
+    insurance_delta: int
+    """INSURANCE change."""
+    status: BatchStatus
+    """Where the batch is."""
+    tx_hash: str | None = None
+    """Settlement transaction, once submitted."""
+    block_number: int | None = None
+    """Block, once confirmed."""
+    gas_used: int | None = None
+    """Gas, once confirmed."""
+    detail: str = ''
+    """Why it failed, or other notes."""
+    ts_event: int
+    """When this status was recorded (the settlement service's clock)."""
+
+
+@record
 class TradeExecuted:
     """Event: a maker and a taker order matched."""
 
@@ -877,3 +990,13 @@ class TraderCommand:
     """When the gateway received the command; the only clock the cores see."""
     body: PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder | RequestWithdrawal
     """The command."""
+
+
+@record
+class TraderDelta:
+    """A trader's net USDC change in a settlement batch."""
+
+    trader: str
+    """Trader account: the signer's Ethereum address, lower-case 0x-prefixed hex (42 chars)."""
+    delta: int
+    """Micro-USDC; > 0 the trader's Vault balance grows."""

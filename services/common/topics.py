@@ -11,6 +11,8 @@ The pipeline (exchange-core calls it R1 → ME → R2):
     oracle ──oracle.prices (by index)──▶ funding/expiry, projectors, metrics
     funding/expiry ──matcher.commands (mark, funding, settlement)──▶ matcher
     funding/expiry ──options.iv (by market)──▶ metrics
+    settlement ──settlement.batches──▶ operators, projectors; Vault on-chain
+    chain watcher ──accounts.events (deposits, withdrawals paid)──▶ risk
     any consumer ──dead.letters (by source topic)──▶ operators
 
 `orders.commands` and `risk.postings` are co-partitioned (same key, same partition count), so the
@@ -137,6 +139,14 @@ OPTIONS_IV = TopicSpec(
     FOREVER,
     "Implied volatility of every option trade, for metrics; (market, trade_id) identifies one.",
 )
+SETTLEMENT_BATCHES = TopicSpec(
+    "settlement.batches",
+    1,
+    "batch id",
+    "SettlementBatch",
+    FOREVER,
+    "Net settlement batches and their status (built, submitted, confirmed, failed); kept forever.",
+)
 DEAD_LETTERS = TopicSpec(
     "dead.letters",
     1,
@@ -156,6 +166,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     RISK_CHANGELOG,
     ORACLE_PRICES,
     OPTIONS_IV,
+    SETTLEMENT_BATCHES,
     DEAD_LETTERS,
 )
 

@@ -416,6 +416,8 @@ class RiskEngine:
             amount=request.amount,
             as_cxpt=request.as_cxpt,
             nonce=request.nonce,
+            expire_at=request.expire_at,
+            signature=request.signature,
         )
 
     def _trading_market(self, symbol: str) -> Market:
