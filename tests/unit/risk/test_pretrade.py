@@ -434,7 +434,12 @@ def test_withdrawal_moves_free_to_withdrawing_until_paid_or_failed() -> None:
     # Expectation: WithdrawalRequested for accounts.events, 500 set aside.
     assert step.result.account_events == (
         WithdrawalRequested(
-            withdrawal_id="w1", amount=400 * USDC, as_cxpt=False, nonce=step.result.command.body.nonce
+            withdrawal_id="w1",
+            amount=400 * USDC,
+            as_cxpt=False,
+            nonce=step.result.command.body.nonce,
+            expire_at=step.result.command.body.expire_at,
+            signature=step.result.command.body.signature,  # the Vault checks it again on-chain
         ),
     )
     (record,) = step.result.account_records(lambda i: f"orders.commands:0:9:{i}")
