@@ -15,6 +15,7 @@ from services.common.records import (
     OrderRejected,
     OrderType,
     PlaceOrder,
+    RequestWithdrawal,
     Side,
     TimeInForce,
     WithdrawalRequested,
@@ -432,14 +433,16 @@ def test_withdrawal_moves_free_to_withdrawing_until_paid_or_failed() -> None:
     step = x.withdraw(ALICE, 400 * USDC, "w1")
     x.withdraw(ALICE, 100 * USDC, "w2")
     # Expectation: WithdrawalRequested for accounts.events, 500 set aside.
+    request = step.result.command.body
+    assert isinstance(request, RequestWithdrawal)
     assert step.result.account_events == (
         WithdrawalRequested(
             withdrawal_id="w1",
             amount=400 * USDC,
             as_cxpt=False,
-            nonce=step.result.command.body.nonce,
-            expire_at=step.result.command.body.expire_at,
-            signature=step.result.command.body.signature,  # the Vault checks it again on-chain
+            nonce=request.nonce,
+            expire_at=request.expire_at,
+            signature=request.signature,  # the Vault checks it again on-chain
         ),
     )
     (record,) = step.result.account_records(lambda i: f"orders.commands:0:9:{i}")
