@@ -48,9 +48,12 @@ from services.common.partitioning import partition_for
 from services.common.records import (
     AccountEvent,
     DepositConfirmed,
+    ExchangeAccountsChanged,
     RiskStateRecord,
     TradeLogEntry,
     TraderCommand,
+    WithdrawalFailed,
+    WithdrawalPaid,
 )
 from services.common.topics import (
     ACCOUNTS_EVENTS,
@@ -71,6 +74,8 @@ PARTITION_KEY = "~partition:{}"
 """Changelog key of a partition's global state (`~` sorts after every 0x address)."""
 ORDER_KEY = "~order:{}"
 """Changelog key of one open order's state; a tombstone deletes it when the order closes."""
+EXCHANGE_KEY = "~exchange:{}"
+"""accounts.events key (and `trader`) of a partition's exchange accounts (`ExchangeAccountsChanged`)."""
 
 AccountBody = (
     records.OrderRejected
@@ -122,6 +127,9 @@ class RiskService:
         self.engines: dict[int, RiskEngine] = {}
         self._dirty_traders: dict[int, set[str]] = {}
         self._dirty_partitions: set[int] = set()
+        self._exchange_accounts: dict[int, tuple[int, int, int]] = {}
+        """Per partition, the (FEES, CLEARING, INSURANCE) last published on accounts.events."""
+        self._last_input: dict[int, Inbound] = {}
         self._kinds = {
             bus.topic(ORDERS_COMMANDS).name: "command",
             bus.topic(RISK_POSTINGS).name: "posting",
@@ -148,6 +156,7 @@ class RiskService:
     def handle(self, message: Inbound) -> list[Outbound]:
         """Apply one input to its partition's engine; returns what it produces."""
         engine = self.engines[message.partition]
+        self._last_input[message.partition] = message
         try:
             kind = self._kinds[message.topic]
             if kind == "command":
@@ -190,7 +199,7 @@ class RiskService:
 
     def _account_event(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
         event: AccountEvent = from_avro(AccountEvent, message.value)
-        if not isinstance(event.body, DepositConfirmed):
+        if not isinstance(event.body, DepositConfirmed | WithdrawalPaid | WithdrawalFailed):
             return []  # risk's own outputs, read back: they change nothing
         self._touch(message.partition, event.trader, partition_state=True)
         events = engine.apply_account_event(event)
@@ -225,8 +234,43 @@ class RiskService:
         for partition in sorted(self._dirty_partitions):
             state = export_partition(self.engines[partition])
             produced.append(_state_record(partition, PARTITION_KEY.format(partition), state))
+        produced += self._exchange_accounts_changed()
         self._dirty_traders.clear()
         self._dirty_partitions.clear()
+        self._last_input.clear()
+        return produced
+
+    def _exchange_accounts_changed(self) -> list[Outbound]:
+        """For each partition whose FEES, CLEARING or INSURANCE moved in this batch, their values on
+        accounts.events partition p — the batch's last record there, so settlement can cut its
+        batches where every transaction is complete (docs/settlement.md)."""
+        produced = []
+        for partition in sorted(self._dirty_partitions):
+            ledger = self.engines[partition].ledger
+            now = (ledger.fees, ledger.clearing, ledger.insurance)
+            before = self._exchange_accounts.get(partition, (0, 0, 0))
+            if now == before:
+                continue
+            self._exchange_accounts[partition] = now
+            body = ExchangeAccountsChanged(
+                partition=partition,
+                fees=now[0],
+                clearing=now[1],
+                insurance=now[2],
+                delta_fees=now[0] - before[0],
+                delta_clearing=now[1] - before[1],
+                delta_insurance=now[2] - before[2],
+            )
+            last = self._last_input[partition]
+            event = AccountEvent(
+                event_id=f"{last.position}:exchange",
+                trader=EXCHANGE_KEY.format(partition),
+                ts_event=last.timestamp_ms * 1_000,
+                body=body,
+            )
+            produced.append(
+                Outbound(ACCOUNTS_EVENTS, key=event.trader, value=to_avro(event), partition=partition)
+            )
         return produced
 
     # -- recovery ------------------------------------------------------------------------------
@@ -235,6 +279,9 @@ class RiskService:
         """Rebuild each assigned partition's engine from its changelog partition."""
         partitions = sorted({partition for _, partition in committed})
         rebuilt = rebuild(self.bus, partitions)
+        for partition, engine in rebuilt.items():  # what the last committed batch published
+            ledger = engine.ledger
+            self._exchange_accounts[partition] = (ledger.fees, ledger.clearing, ledger.insurance)
         for engine in rebuilt.values():
             # The next batch rewrites every open order's record: a changelog of an older format
             # kept orders inside their trader's record, which that batch replaces.
@@ -247,6 +294,7 @@ class RiskService:
     def forget(self, partitions: list[tuple[str, int]]) -> None:
         for _, partition in partitions:
             self.engines.pop(partition, None)
+            self._exchange_accounts.pop(partition, None)
             self._dirty_traders.pop(partition, None)
             self._dirty_partitions.discard(partition)
 

@@ -398,6 +398,38 @@ def test_risk_survives_sigkills_exactly(bus: Bus, settings: Settings) -> None:
     assert all(e.markets["BTC-PERP"].definition.kind is MarketKind.PERPETUAL for e in engines.values())
     # And every trader's last reported balance and position is the state's.
     _check_outputs_match_state(accounts, engines)
+    # Each accounts.events partition can be settled: it ends on a consistent cut, its exchange
+    # accounts match the state's, and the money it reports nets to zero.
+    _check_settleable(accounts, engines)
+
+
+def _check_settleable(accounts: list[Inbound], engines: dict[int, RiskEngine]) -> None:
+    """Per partition: Σ traders' balance changes (not deposits) + Σ exchange-account deltas is 0
+    after the last ExchangeAccountsChanged, which is the partition's last risk record, and whose
+    values are the partition's FEES, CLEARING and INSURANCE (docs/settlement.md)."""
+    for partition in range(TRADER_PARTITIONS):
+        totals: dict[str, int] = {}
+        running, last_exchange = 0, None
+        for record in (r for r in accounts if r.partition == partition):
+            name, body = _body(record)
+            if name == BALANCE:
+                total = body["free"] + body["reserved"] + body["withdrawing"] + body["locked"]
+                if body["reason"] != "DEPOSIT":
+                    running += total - totals.get(body["trader"], 0)
+                totals[body["trader"]] = total
+            elif name == "exchange.cxpt.ExchangeAccountsChanged":
+                assert body["partition"] == partition
+                running += body["delta_fees"] + body["delta_clearing"] + body["delta_insurance"]
+                assert running == 0, f"partition {partition}: a cut at {record.offset} does not net to 0"
+                last_exchange = body
+        assert running == 0, f"partition {partition} ends mid-transaction"
+        ledger = engines[partition].ledger
+        if last_exchange is not None:
+            assert (last_exchange["fees"], last_exchange["clearing"], last_exchange["insurance"]) == (
+                ledger.fees,
+                ledger.clearing,
+                ledger.insurance,
+            )
 
 
 def test_a_command_replayed_after_risk_was_killed_is_refused_as_reused(bus: Bus, settings: Settings) -> None:

@@ -57,6 +57,8 @@ from services.common.records import (
     TimeInForce,
     TradeLogEntry,
     TraderCommand,
+    WithdrawalFailed,
+    WithdrawalPaid,
     WithdrawalRequested,
 )
 from services.matcher.core.engine import MARKET_EVENTS, Event
@@ -230,9 +232,21 @@ class RiskEngine:
         return self._changes(ChangeReason.DEPOSIT, deposit_id)
 
     def apply_account_event(self, event: AccountEvent) -> list[RiskEvent]:
-        """An accounts.events record: deposits are applied; risk's own outputs read back change nothing."""
-        if isinstance(event.body, DepositConfirmed):
-            return self.apply_deposit(event.trader, event.body)
+        """An accounts.events record: deposits, and withdrawals paid on-chain or failed, are applied
+        (each once: a redelivery is ignored); risk's own outputs read back change nothing."""
+        body = event.body
+        if isinstance(body, DepositConfirmed):
+            return self.apply_deposit(event.trader, body)
+        if isinstance(body, WithdrawalPaid | WithdrawalFailed):
+            seen = f"withdrawal:{body.withdrawal_id}"
+            if seen in self.ledger.deposit_ids:
+                return []  # the watcher or settlement said it again (a restart): already booked
+            if isinstance(body, WithdrawalPaid):
+                events = self.apply_withdrawal_paid(event.trader, body.withdrawal_id)
+            else:
+                events = self.apply_withdrawal_failed(event.trader, body.withdrawal_id)
+            self.ledger.record_deposit(event.trader, seen)  # after: an unknown withdrawal raised
+            return events
         return []
 
     def apply_synth_deposit(self, trader: str, market: str, lots: int, deposit_id: str) -> list[RiskEvent]:

@@ -170,7 +170,8 @@ class Ledger:
         return holding
 
     def record_deposit(self, trader: str, deposit_id: str) -> bool:
-        """Remember a deposit credited to `trader`; False if it was credited before."""
+        """Remember a deposit credited to `trader` (or a withdrawal settled, `withdrawal:<id>`:
+        every movement the chain reports, so a redelivery is ignored); False if seen before."""
         if deposit_id in self.deposit_ids:
             return False
         self.deposit_ids.add(deposit_id)

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from services.common.records import (
+    AccountEvent,
     MarketStatus,
     OrderRejected,
     OrderType,
@@ -18,9 +19,11 @@ from services.common.records import (
     RequestWithdrawal,
     Side,
     TimeInForce,
+    WithdrawalFailed,
+    WithdrawalPaid,
     WithdrawalRequested,
 )
-from services.risk.core import BalanceChanged, ChangeReason, RiskEngine, RiskReject
+from services.risk.core import BalanceChanged, ChangeReason, InvalidRiskInput, RiskEngine, RiskReject
 from services.risk.core.state import export_state, import_state
 from tests.kit import ALICE, BOB, CAROL
 from tests.unit.risk.exchange import ALL_MARKETS, USDC, Exchange
@@ -461,3 +464,41 @@ def test_withdrawal_moves_free_to_withdrawing_until_paid_or_failed() -> None:
     assert (account.free, account.withdrawing) == (600 * USDC, 0)
     assert (x.risk.ledger.deposited, x.risk.ledger.withdrawn) == (1_000 * USDC, 400 * USDC)
     assert x.withdraw(CAROL, 1).code == RiskReject.INSUFFICIENT_COLLATERAL
+
+
+def test_withdrawals_settled_on_chain_arrive_as_account_events_once() -> None:
+    # State: Alice asked for 400 (w1) and 100 (w2) out of 1,000.
+    x = exchange_alice_1000_usdc_3_synth_lots()
+    x.withdraw(ALICE, 400 * USDC, "w1")
+    x.withdraw(ALICE, 100 * USDC, "w2")
+
+    def chain_says(body: WithdrawalPaid | WithdrawalFailed) -> list[object]:
+        event = AccountEvent(event_id=f"chain:{body.withdrawal_id}", trader=ALICE, ts_event=x.now, body=body)
+        return list(x.risk.apply_account_event(event))
+
+    paid = WithdrawalPaid(
+        trader=ALICE, withdrawal_id="w1", amount=400 * USDC, as_cxpt=False, chain_id=31337,
+        tx_hash="0xab", log_index=0, block_number=7,
+    )  # fmt: skip
+    failed = WithdrawalFailed(trader=ALICE, withdrawal_id="w2", amount=100 * USDC, reason="DEADLINE_PASSED")
+    # Action: the watcher reports w1 paid, settlement reports w2 failed — and each again after a restart.
+    first = chain_says(paid) + chain_says(failed)
+    again = chain_says(paid) + chain_says(failed)
+    # Expectation: 400 left the exchange, 100 came back to free, once; the repeats change nothing.
+    x.risk.validate()
+    assert [e.reason for e in first if isinstance(e, BalanceChanged)] == [
+        ChangeReason.WITHDRAWAL_PAID,
+        ChangeReason.WITHDRAWAL_FAILED,
+    ]
+    assert again == []
+    account = x.risk.ledger.accounts[ALICE]
+    assert (account.free, account.withdrawing, x.risk.ledger.withdrawn) == (600 * USDC, 0, 400 * USDC)
+
+
+def test_a_withdrawal_risk_never_reserved_is_invalid_input() -> None:
+    x = exchange_alice_1000_usdc_3_synth_lots()
+    body = WithdrawalFailed(trader=ALICE, withdrawal_id="nope", amount=1, reason="REVERTED")
+    event = AccountEvent(event_id="settlement:1", trader=ALICE, ts_event=x.now, body=body)
+    with pytest.raises(InvalidRiskInput, match="no pending withdrawal nope"):
+        x.risk.apply_account_event(event)
+    assert "withdrawal:nope" not in x.risk.ledger.deposit_ids  # nothing half-recorded
