@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
-SERVICES=(matcher risk projector gateway oracle funding)
+SERVICES=(matcher risk projector gateway oracle funding devtools.feeds)
 # The oracle runs on its deterministic simulated feed locally (docs/oracle.md).
 export ORACLE_SIMULATED="${ORACLE_SIMULATED:-BTC-USD=65000,ETH-USD=3500}"
 cd "$ROOT"
@@ -80,6 +80,9 @@ case "$cmd" in
     "$PY" -m services.common.bootstrap
     say "compiling contracts (first run: npm ci) and deploying mock Chainlink feeds missing on the chain"
     "$PY" -m services.chain.mocks ensure
+    # The oracle reads them (Chainlink through web3) next to the simulated feed, which devtools.feeds
+    # makes them follow (docs/oracle-sources.md).
+    export "$("$PY" -m services.chain.mocks env)"
     say "starting services"
     start_services
     say "CXPT Exchange is up — see README 'First steps'; stop with: deploy/dev.sh down"
