@@ -48,6 +48,12 @@ def address_of(key: str) -> ChecksumAddress:
 
 def deploy(w3: Web3, artifact: Artifact, *args: Any, key: str) -> ChecksumAddress:
     """Deploy `artifact` with constructor `args`, signed by `key`; the new contract's address."""
+    address, _ = deploy_with_receipt(w3, artifact, *args, key=key)
+    return address
+
+
+def deploy_with_receipt(w3: Web3, artifact: Artifact, *args: Any, key: str) -> tuple[ChecksumAddress, TxReceipt]:
+    """`deploy`, also answering the receipt (its block, its gas)."""
     if not artifact.deployable:
         raise ArtifactError(f"{artifact.name} is an interface or abstract contract: nothing to deploy")
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
@@ -56,7 +62,7 @@ def deploy(w3: Web3, artifact: Artifact, *args: Any, key: str) -> ChecksumAddres
     address = receipt["contractAddress"]
     if address is None:
         raise TransactionFailedError(f"deploy {artifact.name}: the receipt names no contract address")
-    return Web3.to_checksum_address(address)
+    return Web3.to_checksum_address(address), receipt
 
 
 def bind(w3: Web3, artifact: Artifact, address: str) -> Contract:

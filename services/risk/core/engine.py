@@ -646,7 +646,18 @@ class RiskEngine:
         size, price = abs(position.size), liquidation_price(side, mark)
         # No reservation: closing frees collateral, and a fee it cannot pay falls on INSURANCE.
         order = Order(
-            order_id, order_id, trader, market, side, price, size, size, 0, True, Rates(0), liquidation=True
+            order_id=order_id,
+            command_id=order_id,
+            trader=trader,
+            market=market,
+            side=side,
+            price=price,
+            size=size,
+            leaves=size,
+            cum=0,
+            reduce_only=True,
+            rates=Rates(0),
+            liquidation=True,
         )
         self.ledger.open_order(order)
         body = PlaceOrder(
