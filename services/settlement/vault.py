@@ -1,0 +1,340 @@
+"""The Vault as settlement uses it, over web3: reads, simulations, and signed transactions with
+explicit nonces, EIP-1559 fees, retries of transient RPC errors and confirmation depth.
+
+* **Nonces.** One key, one sender: the next nonce is the chain's *pending* count when first needed
+  (so transactions a killed predecessor left in the mempool are counted), then incremented locally
+  after each accepted send. A node answering "nonce too low" for a transaction it does not know
+  makes the manager forget its count and read it again.
+* **Fees.** `maxPriorityFeePerGas` = SETTLEMENT_PRIORITY_FEE_GWEI; `maxFeePerGas` = 2 × the latest
+  base fee + the priority fee (room for the base fee to double before inclusion), capped at
+  SETTLEMENT_MAX_FEE_GWEI. Gas limit: the node's estimate + 20 % + 10,000.
+* **Retries.** Connection errors, timeouts, HTTP 429 and 5xx are retried SETTLEMENT_RPC_RETRIES
+  times with exponential back-off (0.2 s, 0.4 s, … ≤ 5 s). Sending the same signed transaction twice
+  is harmless (same hash): "already known", or "nonce too low" for a transaction the node has,
+  means it was sent.
+* **Reverts** are decoded against the Vault's ABI (custom errors, OpenZeppelin's included) into a
+  `Revert(name, args)`; simulating (`eth_call`) before sending avoids paying for a certain revert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
+from web3.types import Nonce, TxParams, Wei
+
+from services.chain.artifacts import Artifact
+from services.settlement.core import Batch, PendingWithdrawal
+
+log = logging.getLogger(__name__)
+
+GWEI = 10**9
+_T = TypeVar("_T")
+
+
+class ChainUnavailable(RuntimeError):
+    """The RPC kept failing after every retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revert:
+    """Why a call reverts: the custom error's name and arguments (or Error(string), Panic, unknown)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    raw: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(map(str, self.args))})"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A transaction the node accepted."""
+
+    tx_hash: str
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mined:
+    """A transaction's receipt, and how deep it is."""
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    succeeded: bool
+    depth: int
+    """Blocks from its own to the latest, both included (1 = just mined)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GasPolicy:
+    """EIP-1559 settings (module docstring)."""
+
+    max_fee_wei: int
+    priority_fee_wei: int
+
+
+class NonceManager:
+    """The next nonce of one sender: the pending count once, then local increments."""
+
+    def __init__(self, read_pending: Callable[[], int]) -> None:
+        self._read_pending = read_pending
+        self._next: int | None = None
+
+    def peek(self) -> int:
+        """The nonce the next transaction takes."""
+        if self._next is None:
+            self._next = self._read_pending()
+        return self._next
+
+    def used(self, nonce: int) -> None:
+        """A transaction with `nonce` was accepted by the node."""
+        self._next = max(self.peek(), nonce + 1)
+
+    def forget(self) -> None:
+        """Read the chain's count again before the next transaction."""
+        self._next = None
+
+
+class VaultClient:
+    """Settlement's calls to one Vault, signed by the settlement key."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        artifact: Artifact,
+        address: str,
+        key: str,
+        *,
+        gas: GasPolicy,
+        retries: int = 5,
+        from_block: int = 0,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self.w3 = w3
+        self.contract: Contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
+        self.address = self.contract.address
+        self._key = key
+        self.sender = Web3.to_checksum_address(Account.from_key(key).address)
+        self.gas = gas
+        self.retries = retries
+        self.from_block = from_block
+        self._backoff_s = backoff_s
+        self.chain_id = self._rpc(lambda: w3.eth.chain_id)
+        self.nonces = NonceManager(
+            lambda: self._rpc(lambda: w3.eth.get_transaction_count(self.sender, "pending"))
+        )
+        self._errors = _error_table(artifact.abi)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def batch_settled(self, batch_id: str) -> bool:
+        return bool(self._rpc(lambda: self.contract.functions.batchSettled(HexBytes(batch_id)).call()))
+
+    def withdrawal_paid(self, withdrawal_id: str) -> bool:
+        wid = uuid.UUID(withdrawal_id).bytes
+        return bool(self._rpc(lambda: self.contract.functions.withdrawalPaid(wid).call()))
+
+    def balance_of(self, trader: str) -> int:
+        return int(
+            self._rpc(lambda: self.contract.functions.balanceOf(Web3.to_checksum_address(trader)).call())
+        )
+
+    def exchange_accounts(self) -> tuple[int, int, int]:
+        fees, clearing, insurance = self._rpc(lambda: self.contract.functions.exchangeAccounts().call())
+        return int(fees), int(clearing), int(insurance)
+
+    def latest(self) -> tuple[int, int]:
+        """(number, time in µs) of the latest block."""
+        block = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        return int(block["number"]), int(block["timestamp"]) * 1_000_000
+
+    def settled_by(self, batch_id: str) -> str | None:
+        """The transaction whose `BatchSettled` names `batch_id`, if any (from the deployment block)."""
+        event = self.contract.events.BatchSettled()
+        logs = self._rpc(
+            lambda: event.get_logs(
+                from_block=self.from_block, argument_filters={"batchId": HexBytes(batch_id)}
+            )
+        )
+        return logs[0]["transactionHash"].to_0x_hex() if logs else None
+
+    def mined(self, tx_hash: str) -> Mined | None:
+        """The receipt of `tx_hash` and its depth; None while it is not mined (or was reorganised out)."""
+        try:
+            receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        except TransactionNotFound:
+            return None
+        latest, _ = self.latest()
+        block = int(receipt["blockNumber"])
+        return Mined(
+            tx_hash=tx_hash,
+            block_number=block,
+            gas_used=int(receipt["gasUsed"]),
+            succeeded=receipt["status"] == 1,
+            depth=latest - block + 1,
+        )
+
+    # -- settle ----------------------------------------------------------------------------------
+
+    def settle_call(self, batch_id: str, batch: Batch) -> ContractFunction:
+        traders = [Web3.to_checksum_address(t) for t, _ in batch.deltas]
+        deltas = [d for _, d in batch.deltas]
+        return self.contract.functions.settle(
+            HexBytes(batch_id), traders, deltas, batch.fees_delta, batch.clearing_delta, batch.insurance_delta
+        )
+
+    def withdraw_call(self, w: PendingWithdrawal) -> ContractFunction:
+        struct = (
+            Web3.to_checksum_address(w.trader),
+            uuid.UUID(w.withdrawal_id).bytes,
+            w.amount,
+            w.as_cxpt,
+            w.nonce,
+            w.expire_at,
+        )
+        return self.contract.functions.withdraw(struct, w.signature)
+
+    def simulate(self, call: ContractFunction) -> Revert | None:
+        """How `call` would revert if sent now from the settlement key, or None if it would not."""
+        try:
+            self._rpc(lambda: call.call({"from": self.sender}))
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            return self._decode(exc)
+        return None
+
+    def send(self, call: ContractFunction) -> Sent:
+        """Sign and send `call` with the next nonce (module docstring); raises on a revert at estimate."""
+        try:
+            estimate = int(self._rpc(lambda: call.estimate_gas({"from": self.sender})))
+        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            raise RevertedError(self._decode(exc)) from exc
+        max_fee, priority = self._fees()
+        for _ in range(3):
+            nonce = self.nonces.peek()
+            params: TxParams = {
+                "from": self.sender,
+                "chainId": self.chain_id,
+                "nonce": Nonce(nonce),
+                "gas": estimate * 12 // 10 + 10_000,
+                "maxFeePerGas": Wei(max_fee),
+                "maxPriorityFeePerGas": Wei(priority),
+            }
+            tx = call.build_transaction(params)
+            signed = Account.sign_transaction(tx, self._key)
+            tx_hash = signed.hash.to_0x_hex()
+            try:
+                raw = signed.raw_transaction
+                self._rpc(lambda raw=raw: self.w3.eth.send_raw_transaction(raw))  # type: ignore[misc]
+            except Web3RPCError as exc:
+                text = str(exc).lower()
+                if "already known" in text or ("nonce too low" in text and self._known(tx_hash)):
+                    pass  # a retry of a send that had reached the node
+                elif "nonce too low" in text or "nonce too high" in text:
+                    log.warning(
+                        "settlement: nonce %s refused (%s); reading the pending count again", nonce, exc
+                    )
+                    self.nonces.forget()
+                    continue
+                else:
+                    raise
+            self.nonces.used(nonce)
+            return Sent(tx_hash=tx_hash, nonce=nonce)
+        raise ChainUnavailable(f"no nonce accepted for {call.fn_name} after 3 tries")
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _fees(self) -> tuple[int, int]:
+        block = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        base = int(block.get("baseFeePerGas", 0))
+        max_fee = min(self.gas.max_fee_wei, 2 * base + self.gas.priority_fee_wei)
+        return max_fee, min(self.gas.priority_fee_wei, max_fee)
+
+    def _known(self, tx_hash: str) -> bool:
+        try:
+            self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)))
+        except TransactionNotFound:
+            return False
+        return True
+
+    def _rpc(self, fn: Callable[[], _T]) -> _T:
+        """`fn()`, retried on transient transport errors with exponential back-off."""
+        delay = self._backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+                error: Exception = exc
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status != 429 and status < 500:
+                    raise
+                error = exc
+            if attempt == self.retries:
+                raise ChainUnavailable(f"RPC failed {self.retries + 1} times: {error}") from error
+            log.warning("settlement: transient RPC error (%s); retry in %.1f s", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _decode(self, exc: Exception) -> Revert:
+        data = getattr(exc, "data", None)
+        raw = data if isinstance(data, str) else ""
+        if raw.startswith("0x") and len(raw) >= 10:
+            found = self._errors.get(raw[2:10].lower())
+            if found is not None:
+                name, types = found
+                try:
+                    return Revert(name, tuple(abi_decode(types, bytes.fromhex(raw[10:]))), raw)
+                except Exception:  # noqa: BLE001 - malformed arguments: keep the name
+                    return Revert(name, (), raw)
+        message = getattr(exc, "message", None) or str(exc)
+        return Revert(type(exc).__name__, (str(message)[:300],), raw)
+
+
+class RevertedError(RuntimeError):
+    """The node's gas estimate says the call reverts."""
+
+    def __init__(self, revert: Revert) -> None:
+        super().__init__(str(revert))
+        self.revert = revert
+
+
+def _error_table(abi: list[dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:
+    """Custom-error selector (8 hex digits) → (name, argument types), from an ABI."""
+    table = {}
+    for entry in abi:
+        if entry.get("type") != "error":
+            continue
+        types = [_abi_type(i) for i in entry.get("inputs", [])]
+        signature = f"{entry['name']}({','.join(types)})"
+        table[keccak(text=signature)[:4].hex()] = (entry["name"], types)
+    return table
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[len("tuple") :]
+    return kind
