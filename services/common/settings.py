@@ -102,6 +102,23 @@ class Settings(BaseSettings):
     option_vols: str = Field("", description="Black-76 vol per underlying: INDEX=vol,… e.g. BTC-USD=0.6")
     option_vol_default: float = Field(0.6, gt=0, description="Black-76 vol of an underlying not listed")
 
+    # -- settlement (docs/settlement.md) ---------------------------------------------------------
+    settlement_batch_max_traders: int = Field(
+        100, ge=1, description="a batch closes at the first cut after this many traders"
+    )
+    settlement_batch_window_s: int = Field(10, ge=0, description="… or after this many seconds of log time")
+    settlement_confirmations: int = Field(
+        1, ge=1, description="blocks (its own included) before a batch is CONFIRMED"
+    )
+    settlement_max_fee_gwei: int = Field(200, ge=1, description="EIP-1559 maxFeePerGas cap")
+    settlement_priority_fee_gwei: int = Field(1, ge=0, description="EIP-1559 maxPriorityFeePerGas")
+    settlement_rpc_retries: int = Field(
+        5, ge=0, description="retries of a transient RPC error, with back-off"
+    )
+    settlement_withdrawal_margin_s: int = Field(
+        30, ge=0, description="no withdraw() sent closer to its deadline"
+    )
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
