@@ -11,6 +11,7 @@ variable                    signs                            fallback on chain 3
 =========================== ================================ ================================
 ``CHAIN_DEPLOYER_KEY``      the exchange's contracts         anvil account #0
 ``CHAIN_FEED_OPERATOR_KEY`` mock Chainlink feeds (local)     anvil account #9
+``CHAIN_SETTLEMENT_KEY``    Vault settlement (SETTLEMENT_ROLE) anvil account #1
 =========================== ================================ ================================
 
 Mock feeds get their own account so that they do not use up account #0's nonces: the exchange's
@@ -29,13 +30,20 @@ LOCAL_CHAIN_ID = 31337
 
 ANVIL_ACCOUNT_0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """anvil dev account #0 (0xf39F…2266). Public knowledge; local chain only."""
+ANVIL_ACCOUNT_1_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+"""anvil dev account #1 (0x7099…79C8). Public knowledge; local chain only."""
 ANVIL_ACCOUNT_9_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 """anvil dev account #9 (0xa0Ee…9720). Public knowledge; local chain only."""
 
 DEPLOYER_KEY_ENV = "CHAIN_DEPLOYER_KEY"
 FEED_OPERATOR_KEY_ENV = "CHAIN_FEED_OPERATOR_KEY"
+SETTLEMENT_KEY_ENV = "CHAIN_SETTLEMENT_KEY"
 
-_FALLBACKS = {DEPLOYER_KEY_ENV: ANVIL_ACCOUNT_0_KEY, FEED_OPERATOR_KEY_ENV: ANVIL_ACCOUNT_9_KEY}
+_FALLBACKS = {
+    DEPLOYER_KEY_ENV: ANVIL_ACCOUNT_0_KEY,
+    FEED_OPERATOR_KEY_ENV: ANVIL_ACCOUNT_9_KEY,
+    SETTLEMENT_KEY_ENV: ANVIL_ACCOUNT_1_KEY,
+}
 
 
 class MissingKeyError(RuntimeError):
