@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         30, ge=0, description="no withdraw() sent closer to its deadline"
     )
 
+    # -- chain watcher (docs/watcher.md) ---------------------------------------------------------
+    watcher_confirmations: int = Field(
+        12, ge=1, description="blocks (its own included) before a Vault log is final; dev.sh: 2"
+    )
+    watcher_poll_s: float = Field(2.0, gt=0, description="seconds between polls of the chain head")
+    watcher_start_block: int | None = Field(
+        None, ge=0, description="first block read on a fresh start; unset: the Vault's deployment block"
+    )
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
