@@ -85,6 +85,8 @@ case "$cmd" in
     # The oracle reads them (Chainlink through web3) next to the simulated feed, which devtools.feeds
     # makes them follow (docs/oracle-sources.md).
     export "$("$PY" -m services.chain.mocks env)"
+    say "deploying the exchange (MockUSDC, CXPT, Vault proxy) unless the deployment file's Vault is live"
+    "$PY" -m services.chain.deploy
     say "starting services"
     start_services
     say "CXPT Exchange is up — see README 'First steps'; stop with: deploy/dev.sh down"

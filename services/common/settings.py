@@ -6,8 +6,10 @@ nothing. The full list, with meanings, is in the README ("Configuration").
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,8 +54,8 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8080, description="port the gateway listens on")
     chain_id: int = Field(31337, description="EIP-712 domain chain id (31337: the local anvil)")
     vault_address: str = Field(
-        "0x000000000000000000000000000000000000dead",
-        description="EIP-712 verifying contract: the Vault (a placeholder until one is deployed)",
+        default_factory=lambda data: _vault_from_deployment(data),  # noqa: PLW0108 (defined below)
+        description="EIP-712 verifying contract: the Vault proxy; unset: the deployment file's, else 0x…dead",
     )
     gateway_session_secret: str | None = Field(
         None, description="HS256 key for read-session tokens; unset: a random one per process"
@@ -131,6 +133,22 @@ class Settings(BaseSettings):
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
+
+
+PLACEHOLDER_VAULT = "0x000000000000000000000000000000000000dead"
+
+
+def _vault_from_deployment(data: dict[str, Any]) -> str:
+    """The Vault recorded in ``<run dir>/deployments/local.json`` (``python -m services.chain.deploy``)
+    when that file describes this chain id; else the placeholder."""
+    try:
+        raw = json.loads((Path(data["cxpt_run_dir"]) / "deployments" / "local.json").read_text())
+    except (KeyError, OSError, ValueError):
+        return PLACEHOLDER_VAULT
+    vault = raw.get("vault") if isinstance(raw, dict) else None
+    if isinstance(vault, str) and raw.get("chain_id") == data.get("chain_id"):
+        return vault
+    return PLACEHOLDER_VAULT
 
 
 @lru_cache(maxsize=1)
