@@ -13,9 +13,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
-SERVICES=(matcher risk projector gateway oracle funding devtools.feeds settlement)
+SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher settlement)
 # The oracle runs on its deterministic simulated feed locally (docs/oracle.md).
 export ORACLE_SIMULATED="${ORACLE_SIMULATED:-BTC-USD=65000,ETH-USD=3500}"
+# anvil never reorganises by itself: 2 confirmations locally (production default 12, docs/watcher.md).
+export WATCHER_CONFIRMATIONS="${WATCHER_CONFIRMATIONS:-2}"
 cd "$ROOT"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -83,6 +85,8 @@ case "$cmd" in
     # The oracle reads them (Chainlink through web3) next to the simulated feed, which devtools.feeds
     # makes them follow (docs/oracle-sources.md).
     export "$("$PY" -m services.chain.mocks env)"
+    say "deploying the exchange (MockUSDC, CXPT, Vault proxy) unless the deployment file's Vault is live"
+    "$PY" -m services.chain.deploy
     say "starting services"
     start_services
     say "CXPT Exchange is up — see README 'First steps'; stop with: deploy/dev.sh down"
