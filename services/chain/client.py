@@ -52,7 +52,9 @@ def deploy(w3: Web3, artifact: Artifact, *args: Any, key: str) -> ChecksumAddres
     return address
 
 
-def deploy_with_receipt(w3: Web3, artifact: Artifact, *args: Any, key: str) -> tuple[ChecksumAddress, TxReceipt]:
+def deploy_with_receipt(
+    w3: Web3, artifact: Artifact, *args: Any, key: str
+) -> tuple[ChecksumAddress, TxReceipt]:
     """`deploy`, also answering the receipt (its block, its gas)."""
     if not artifact.deployable:
         raise ArtifactError(f"{artifact.name} is an interface or abstract contract: nothing to deploy")
