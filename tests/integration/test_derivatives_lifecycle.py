@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from cassandra.cluster import Session
@@ -80,7 +81,7 @@ def _orders(now_us: int) -> list[tuple[str, str, Side, int, int]]:
     ]
 
 
-def _prepare(bus: Bus, now_us: int, expiry_us: int) -> None:
+def _prepare(bus: Bus, log: Tail, now_us: int, expiry_us: int) -> None:
     producer = TypedProducer(bus)
     for n, definition in enumerate(_markets(expiry_us)):
         create = MatcherCommand(
@@ -98,8 +99,14 @@ def _prepare(bus: Bus, now_us: int, expiry_us: int) -> None:
         body = limit_order(n, side, lots, price, market=market, nonce=ts)
         command = TraderCommand(command_id=order_id(8_000_000 + n), trader=trader, ts_init=ts, body=body)
         producer.send(Outbound(ORDERS_COMMANDS, key=trader, value=to_avro(command)))
-        producer.flush()  # one at a time: each pair must meet in this order
-    producer.flush()
+        producer.flush()
+        # One at a time, each in the book before the next: traders' commands pass risk on their own
+        # partitions, so two sent back to back may reach the matcher in either order.
+        log.until(partial(_logged, oid=body.order_id), timeout_s=30)
+
+
+def _logged(entries: list[Any], oid: str) -> bool:
+    return any(body.get("order_id") == oid for e in entries for _, body in e.value["events"])
 
 
 def _bodies(records: list[Any], name: str) -> list[dict[str, Any]]:
@@ -130,7 +137,7 @@ def test_funding_accrues_expiries_settle_and_a_short_near_its_limit_is_alerted(
     log, accounts, iv = Tail(bus, TRADE_LOG), Tail(bus, ACCOUNTS_EVENTS), Tail(bus, OPTIONS_IV)
     try:
         with exchange(settings, oracle, funding, projector):
-            _prepare(bus, now_us, expiry_us)
+            _prepare(bus, log, now_us, expiry_us)
 
             # Action: time passes. Expectation: two funding intervals applied on the perpetual, each
             # once; both expiring markets settled.
