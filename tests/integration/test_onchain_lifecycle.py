@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from eth_account import Account
@@ -23,7 +23,7 @@ from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.records import MatcherCommand, PlaceOrder, RequestWithdrawal, Side, TraderCommand
 from services.common.settings import Settings
-from services.common.topics import MATCHER_COMMANDS, ORDERS_COMMANDS, TRADER_PARTITIONS
+from services.common.topics import MATCHER_COMMANDS, ORDERS_COMMANDS, TRADE_LOG, TRADER_PARTITIONS
 from services.gateway.core.typed_data import ExchangeDomain, Withdrawal, sign
 from services.risk.core import RiskEngine
 from services.risk.service import rebuild
@@ -31,6 +31,7 @@ from services.settlement.service import SettlementService
 from services.settlement.vault import GWEI, GasPolicy, VaultClient
 from services.watcher.service import WatcherService, Web3Chain
 from tests.integration.stack import exchange
+from tests.integration.test_risk_service import Tail
 from tests.kit import Commands, limit_order, order_id
 
 USDC = 1_000_000
@@ -74,6 +75,7 @@ class Custody:
         )  # fmt: skip
         self.usdc = client.bind(self.w3, artifacts.load("MockUSDC"), self.deployment.usdc)
         self._producer = TypedProducer(self.bus)
+        self._log = Tail(self.bus, TRADE_LOG)
         self._sent = 0
 
     def services(self) -> tuple[WatcherService, SettlementService]:
@@ -96,9 +98,13 @@ class Custody:
         client.transact(self.w3, vault.functions.deposit(wallet, amount), key=trader_key)
 
     def order(self, trader: str, side: Side, lots: int, price: int) -> None:
+        """Place an order and wait until the book has it: traders' commands pass risk on their own
+        partitions, so two sent back to back could reach the matcher in either order."""
         self._sent += 1
         body = limit_order(100 + self._sent, side, lots, price, nonce=time.time_ns() // 1_000)
         self._command(trader, body)
+        self._log.until(lambda entries: any(b.get("order_id") == body.order_id for e in entries
+                                            for _, b in e.value["events"]))  # fmt: skip
 
     def withdraw(self, trader: str, trader_key: str, amount: int) -> None:
         """A withdrawal signed for the Vault, as the gateway forwards it."""
@@ -133,6 +139,9 @@ class Custody:
             self.vault.exchange_accounts() == accounts
         )
 
+    def close(self) -> None:
+        self._log.close()
+
     def _command(self, trader: str, body: PlaceOrder | RequestWithdrawal) -> None:
         self._sent += 1
         command = TraderCommand(
@@ -155,8 +164,10 @@ def total(engines: dict[int, RiskEngine], trader: str) -> int:
 
 
 @pytest.fixture
-def custody(settings: Settings, bus: Bus) -> Custody:
-    return Custody(settings)  # `bus` created the test's topics
+def custody(settings: Settings, bus: Bus) -> Iterator[Custody]:
+    custody = Custody(settings)  # `bus` created the test's topics
+    yield custody
+    custody.close()
 
 
 def test_deposit_trade_settle_withdraw_and_the_chain_equals_the_ledger(custody: Custody) -> None:
@@ -178,7 +189,6 @@ def test_deposit_trade_settle_withdraw_and_the_chain_equals_the_ledger(custody: 
             (bob, Side.BUY, PRICE + 10_000),
         ):
             custody.order(trader, side, 2, price)
-            time.sleep(0.3)  # in this order: each pair meets
         # Expectation: Alice's 2 USDC of PnL (less fees) reach the chain in a settlement batch.
         eventually(lambda: total(custody.ledger(), alice) > 1_000 * USDC, "the round trip in the ledger")
         eventually(lambda: custody.chain_equals_ledger([alice, bob]), "the trades settled on-chain")
