@@ -109,7 +109,7 @@ class DepositConfirmed:
     tx_hash: str
     """Transaction hash, 0x hex; a unique dev id for dev credits."""
     log_index: int
-    """Log index within the transaction."""
+    """Index of the Deposited log within its block (what eth_getLogs reports); unique with tx_hash."""
     block_number: int
     """Block of the deposit."""
 
