@@ -35,10 +35,13 @@ interface ICxptMinter {
 /// (IVault) and only the admin may sweep it (`sweepSurplus`), never a depositor's money.
 ///
 /// Exchange accounts (FEES, CLEARING, INSURANCE) are signed integers outside the pool, moved only
-/// by settlement batches (and FEES by CXPT withdrawals, below). FEES never goes below 0.
+/// by settlement batches. FEES never goes below 0.
 ///
-/// Withdrawals paid as CXPT: CXPT is minted 1:1 to the trader and the USDC stays in the Vault,
-/// credited to FEES (`CxptProceedsToFees`), so conservation still holds:
+/// Withdrawals paid as CXPT: CXPT is minted 1:1 to the trader and the withdrawn USDC goes to the
+/// treasury (`setTreasury`), where it backs the CXPT supply (`CxptBacked`). The Vault's books move
+/// exactly as for a USDC withdrawal — the trader's balance and the USDC held fall by the amount —
+/// so the off-chain ledger, which books every paid withdrawal as withdrawn, agrees with the chain,
+/// and conservation holds:
 ///     usdc.balanceOf(vault) == pooledAssets + fees + clearing + insurance + surplus, surplus >= 0.
 ///
 /// Pause rule: a paused Vault moves no money and no token supply — deposit, withdraw, settle,
@@ -84,6 +87,7 @@ contract Vault is
         mapping(bytes16 withdrawalId => bool) withdrawalPaid;
         mapping(bytes32 cancelHash => bool) cancelProven;
         mapping(bytes32 symbolHash => address) synths;
+        address treasury; // appended last: upgrade-safe
     }
 
     // keccak256(abi.encode(uint256(keccak256("cxpt.storage.Vault")) - 1)) & ~bytes32(uint256(0xff))
@@ -98,7 +102,8 @@ contract Vault is
         uint64 nonce,
         uint64 deadline
     );
-    event CxptProceedsToFees(bytes16 indexed withdrawalId, uint256 amount);
+    event CxptBacked(bytes16 indexed withdrawalId, address indexed treasury, uint256 amount);
+    event TreasuryChanged(address indexed treasury);
     event SynthDeployed(string symbol, address indexed synth);
     event SynthMinted(address indexed synth, address indexed to, uint256 amount);
     event SynthDeposited(address indexed synth, address indexed trader, address indexed from, uint256 amount);
@@ -120,6 +125,7 @@ contract Vault is
     error SynthAlreadyDeployed(string symbol, address synth);
     error UnknownSynth(string symbol);
     error NoSurplus();
+    error TreasuryUnset();
 
     /// @custom:oz-upgrades-unsafe-allow constructor
     constructor() {
@@ -176,8 +182,10 @@ contract Vault is
         $.withdrawalPaid[w.withdrawalId] = true;
         shares = _debit(w.trader, w.amount);
         if (w.asCxpt) {
-            $.fees += int256(uint256(w.amount));
-            emit CxptProceedsToFees(w.withdrawalId, w.amount);
+            address treasury = $.treasury;
+            if (treasury == address(0)) revert TreasuryUnset();
+            $.usdc.safeTransfer(treasury, w.amount);
+            emit CxptBacked(w.withdrawalId, treasury, w.amount);
             ICxptMinter($.cxpt).mint(w.trader, w.amount);
         } else {
             $.usdc.safeTransfer(w.trader, w.amount);
@@ -222,6 +230,17 @@ contract Vault is
     }
 
     /// Pay USDC the Vault holds beyond what it owes (sent without `deposit`) to `to`. Admin only.
+    /// @notice Where the USDC of withdrawals paid as CXPT goes (it backs the CXPT supply).
+    function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (treasury_ == address(0)) revert ZeroAddress();
+        _s().treasury = treasury_;
+        emit TreasuryChanged(treasury_);
+    }
+
+    function treasury() external view returns (address) {
+        return _s().treasury;
+    }
+
     function sweepSurplus(address to) external onlyRole(DEFAULT_ADMIN_ROLE) whenNotPaused nonReentrant {
         if (to == address(0)) revert ZeroAddress();
         uint256 amount = surplus();

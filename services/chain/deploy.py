@@ -12,7 +12,8 @@ What `deploy_exchange` does, signed by the admin key (docs/contracts.md, "Deploy
 4. a `VaultProxy` (ERC-1967) whose constructor calls ``Vault.initialize(admin, settlement, usdc,
    cxpt)`` — the proxy address *is* the Vault: the EIP-712 verifying contract, the CXPT minter and
    the CREATE2 deployer of synths;
-5. ``CXPT.setMinter(proxy)``.
+5. ``CXPT.setMinter(proxy)``;
+6. ``Vault.setTreasury(treasury)`` (default: the admin), where CXPT withdrawals' USDC goes.
 
 The deployment file gets the keys ``vault``, ``vault_implementation``, ``vault_block``, ``usdc`` and
 ``cxpt``; other keys (``chainlink_feeds``, …) are kept. ``vault_block`` is the block of the proxy's
@@ -89,13 +90,14 @@ def role_id(name: str) -> bytes:
 
 
 def deploy_exchange(
-    w3: Web3, *, admin_key: str, settlement_address: str, usdc: str | None = None
+    w3: Web3, *, admin_key: str, settlement_address: str, usdc: str | None = None, treasury: str | None = None
 ) -> ExchangeDeployment:
     """Deploy (MockUSDC,) CXPT, the Vault implementation and its initialised proxy; wire CXPT's minter.
 
     `admin_key` signs everything and its address receives DEFAULT_ADMIN_ROLE, PAUSER_ROLE and
     UPGRADER_ROLE; `settlement_address` receives SETTLEMENT_ROLE. Without `usdc`, a MockUSDC (free
-    mint, 6 decimals) is deployed: only sensible on a local chain.
+    mint, 6 decimals) is deployed: only sensible on a local chain. `treasury` (default: the admin)
+    receives the USDC of withdrawals paid as CXPT, which backs the CXPT supply.
     """
     admin = client.address_of(admin_key)
     settlement = Web3.to_checksum_address(settlement_address)
@@ -111,6 +113,10 @@ def deploy_exchange(
     )
     proxy, receipt = client.deploy_with_receipt(w3, load(PROXY), implementation, init, key=admin_key)
     client.transact(w3, client.bind(w3, cxpt_artifact, cxpt).functions.setMinter(proxy), key=admin_key)
+    vault = client.bind(w3, vault_artifact, proxy)
+    client.transact(
+        w3, vault.functions.setTreasury(Web3.to_checksum_address(treasury or admin)), key=admin_key
+    )
     return ExchangeDeployment(
         vault=proxy,
         vault_implementation=implementation,

@@ -153,15 +153,21 @@ def test_withdraw_in_usdc_pays_the_trader(kit: VaultKit) -> None:
     assert event["args"]["shares"] == 4 * ONE_USDC * SHARES_PER_UNIT
 
 
-def test_withdraw_as_cxpt_mints_cxpt_and_keeps_the_usdc_in_fees(kit: VaultKit) -> None:
-    # State: Bob holds 10 USDC. Action: a withdrawal of 3 USDC as CXPT.
+def test_withdraw_as_cxpt_mints_cxpt_backed_by_the_usdc_sent_to_the_treasury(kit: VaultKit) -> None:
+    # State: Bob holds 10 USDC; the treasury is the admin (deploy_exchange's default).
     bob = kit.new_key()
     kit.deposit(bob, 10 * ONE_USDC)
+    treasury = kit.vault.functions.treasury().call()
+    before = kit.usdc.functions.balanceOf(treasury).call()
+    # Action: a withdrawal of 3 USDC as CXPT.
     kit.withdraw(bob, 3 * ONE_USDC, as_cxpt=True)
-    # Expectation: 3 CXPT minted to Bob, no USDC left the Vault, FEES += 3 USDC.
+    # Expectation: 3 CXPT minted to Bob; the 3 USDC left the Vault for the treasury, which backs
+    # them; the exchange accounts did not move (the books read as for a USDC withdrawal).
+    assert treasury == addr(kit.admin_key)
     assert kit.cxpt.functions.balanceOf(addr(bob)).call() == 3 * ONE_USDC
-    assert kit.usdc_held() == 10 * ONE_USDC
-    assert kit.accounts() == (3 * ONE_USDC, 0, 0)
+    assert kit.usdc.functions.balanceOf(treasury).call() == before + 3 * ONE_USDC
+    assert kit.usdc_held() == 7 * ONE_USDC
+    assert kit.accounts() == (0, 0, 0)
     assert kit.balance(bob) == 7 * ONE_USDC
 
 

@@ -151,7 +151,8 @@ class VaultMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, N_TRADERS - 1), share=st.floats(0.0, 1.0), as_cxpt=st.booleans())
     def withdraw(self, i: int, share: float, as_cxpt: bool) -> None:
         # State: any. Action: a signed withdrawal of part of a balance. Expectation: paid exactly in
-        # USDC or CXPT (its USDC then in FEES); refused while paused; more than the balance refused.
+        # USDC or CXPT (its USDC then at the treasury); refused while paused; more than the balance
+        # refused.
         trader = self.traders[i]
         if self.model[trader] == 0:
             return
@@ -166,7 +167,6 @@ class VaultMachine(RuleBasedStateMachine):
         assert event["args"]["shares"] == amount * SHARES_PER_UNIT
         self.model[trader] -= amount
         if as_cxpt:
-            self.fees += amount
             self.cxpt_paid[trader] += amount
         _, args, signature = self.kit.withdrawal(trader, self.model[trader] + 1)
         self.kit.expect_revert(
