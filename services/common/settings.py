@@ -130,6 +130,16 @@ class Settings(BaseSettings):
         None, ge=0, description="first block read on a fresh start; unset: the Vault's deployment block"
     )
 
+    # -- ws-push (docs/wspush.md) -------------------------------------------------------------------
+    wspush_host: str = Field("127.0.0.1", description="address ws-push listens on")
+    wspush_port: int = Field(8090, description="port of ws-push (WebSocket /ws, /metrics, /ready)")
+    wspush_outbox_max: int = Field(
+        5_000, ge=1, description="messages queued behind a blocked write before a slow consumer is dropped"
+    )
+    wspush_heartbeat_s: float = Field(
+        20.0, gt=0, description="WebSocket ping interval (and pong timeout); registry rows refreshed as often"
+    )
+
     @property
     def cassandra_hosts(self) -> list[str]:
         return [h.strip() for h in self.cassandra_contact_points.split(",") if h.strip()]
