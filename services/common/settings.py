@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         None, ge=0, description="first block read on a fresh start; unset: the Vault's deployment block"
     )
 
+    # -- metrics (docs/analytics.md) -------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="address the metrics service listens on")
+    metrics_port: int = Field(8095, description="port of the metrics service (dashboards, POST /sql)")
+    metrics_url: str = Field(
+        "http://127.0.0.1:8095", description="the metrics service `python -m services.metrics sql` talks to"
+    )
+
     # -- ws-push (docs/wspush.md) -------------------------------------------------------------------
     wspush_host: str = Field("127.0.0.1", description="address ws-push listens on")
     wspush_port: int = Field(8090, description="port of ws-push (WebSocket /ws, /metrics, /ready)")

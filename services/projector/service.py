@@ -1,9 +1,10 @@
-"""Projector service: the log → Cassandra and ClickHouse, idempotently, at least once.
+"""Projector service: the log → Cassandra, idempotently, at least once.
 
 Two consumers in one process, each committing its offsets only after its writes have landed:
 
 * `AccountsProjector` (group `projector.accounts`): every account event into the account history,
-  `account_events_by_trader` (Cassandra) and `account_events` (ClickHouse);
+  `account_events_by_trader` (Cassandra); ClickHouse's `account_events` is written by the metrics
+  service, the only process that opens the metrics database (docs/analytics.md);
 * `ReadModelProjector` (group `projector.read-model.<keyspace>`): trade.log and accounts.events
   into the gateway's read model (`docs/read-model.md`) through the pure core in `views.py`.
 
@@ -19,13 +20,12 @@ import logging
 import threading
 
 from cassandra.cluster import Session
-from clickhouse_connect.driver.client import Client
 
 from services.common.binding import from_avro
 from services.common.bus import Bus, ProjectionConsumer
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.settings import Settings
-from services.common.stores import cassandra, clickhouse
+from services.common.stores import cassandra
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
 from services.projector.core import AccountEventRow, account_event_row
 from services.projector.prices import PricesProjector
@@ -36,17 +36,14 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "projector.accounts"
 READ_MODEL_GROUP = "projector.read-model.{keyspace}"
-_CH_COLUMNS = ["event_id", "trader", "ts_event", "kind", "amount", "detail"]
 
 
 class AccountsProjector:
-    """Writes every `AccountEvent` to both stores, then commits its offsets."""
+    """Writes every `AccountEvent` to the account history, then commits its offsets."""
 
-    def __init__(self, bus: Bus, session: Session, ch: Client, *, group_id: str = GROUP_ID) -> None:
+    def __init__(self, bus: Bus, session: Session, *, group_id: str = GROUP_ID) -> None:
         settings = bus.settings
         self._session = session
-        self._ch = ch
-        self._ch_table = f"{settings.clickhouse_database}.account_events"
         self._insert = session.prepare(
             f"INSERT INTO {settings.cassandra_keyspace}.account_events_by_trader "
             "(trader, ts_event, event_id, kind, amount, detail) VALUES (?, ?, ?, ?, ?, ?)"
@@ -58,7 +55,6 @@ class AccountsProjector:
         rows = [account_event_row(m.value) for m in self._consumer.poll_batch(max_records, timeout_s)]
         if rows:
             self._write_cassandra(rows)
-            self._ch.insert(self._ch_table, [_ch_row(r) for r in rows], column_names=_CH_COLUMNS)
         self._consumer.commit()
         return len(rows)
 
@@ -158,10 +154,6 @@ def _utc(ts_us: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts_us / 1_000_000, tz=dt.UTC)
 
 
-def _ch_row(r: AccountEventRow) -> list[object]:
-    return [r.event_id, r.trader, _utc(r.ts_event_us), r.kind, r.amount, r.detail]
-
-
 PARTS = ("accounts", "read-model", "prices")
 
 
@@ -173,9 +165,7 @@ def build(settings: Settings, parts: tuple[str, ...] = PARTS) -> Projector:
     bus = Bus(settings)
     running: list[AccountsProjector | ReadModelProjector | PricesProjector] = []
     if "accounts" in parts:
-        ch = clickhouse.connect(settings.clickhouse_dsn)
-        clickhouse.migrate(ch, settings.clickhouse_database)
-        running.append(AccountsProjector(bus, session, ch))
+        running.append(AccountsProjector(bus, session))
     if "read-model" in parts:
         running.append(ReadModelProjector(bus, session))
     if "prices" in parts:

@@ -1,4 +1,5 @@
-"""The backbone end to end: Avro record in a Kafka transaction → projector → Cassandra and ClickHouse."""
+"""The backbone end to end: Avro record in a Kafka transaction → projector → Cassandra, and the
+metrics service → ClickHouse."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.topics import ACCOUNTS_EVENTS, TOPICS, ensure_topics
+from services.metrics.service import rebuild_into
 from services.projector.service import AccountsProjector
 from tests.kit import deposit_event, trader_address
 
@@ -32,11 +34,14 @@ def test_deposits_reach_cassandra_and_clickhouse_and_reprojection_changes_nothin
         for d in deposits:
             producer.send(Outbound(ACCOUNTS_EVENTS, key=ALICE, value=d))
 
-    # Action: the projector reads them; later a second projector replays from offset 0.
-    first = AccountsProjector(bus, cassandra_session, clickhouse_client, group_id="smoke-1")
+    # Action: the projector reads them; later a second projector replays from offset 0. The
+    # metrics service (ClickHouse's only writer) reads them, and later reads the log again.
+    first = AccountsProjector(bus, cassandra_session, group_id="smoke-1")
     assert _project_until(first, 3) == 3
-    replay = AccountsProjector(bus, cassandra_session, clickhouse_client, group_id="smoke-replay")
+    replay = AccountsProjector(bus, cassandra_session, group_id="smoke-replay")
     assert _project_until(replay, 3) == 3
+    for _ in range(2):
+        rebuild_into(bus.settings, bus.settings.clickhouse_database, client=clickhouse_client, timeout_s=60)
 
     # Expectation: both stores hold exactly the three deposits, once each.
     keyspace, db = bus.settings.cassandra_keyspace, bus.settings.clickhouse_database
