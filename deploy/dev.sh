@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
-SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher settlement)
+SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher settlement metrics)
 # The oracle runs on its deterministic simulated feed locally (docs/oracle.md).
 export ORACLE_SIMULATED="${ORACLE_SIMULATED:-BTC-USD=65000,ETH-USD=3500}"
 # anvil never reorganises by itself: 2 confirmations locally (production default 12, docs/watcher.md).
