@@ -79,7 +79,8 @@ case "$cmd" in
     say "starting infrastructure"
     "$PY" -m deploy.local start
     say "bootstrapping topics, schemas and store migrations"
-    "$PY" -m services.common.bootstrap
+    # ClickHouse is embedded locally (one process per data path): the metrics service migrates it.
+    "$PY" -m services.common.bootstrap --skip-clickhouse
     say "compiling contracts (first run: npm ci) and deploying mock Chainlink feeds missing on the chain"
     "$PY" -m services.chain.mocks ensure
     # The oracle reads them (Chainlink through web3) next to the simulated feed, which devtools.feeds
