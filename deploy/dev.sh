@@ -13,11 +13,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 RUN_DIR="${CXPT_RUN_DIR:-$ROOT/.run}"
-SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher settlement metrics)
+SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher settlement metrics wspush)
 # The oracle runs on its deterministic simulated feed locally (docs/oracle.md).
 export ORACLE_SIMULATED="${ORACLE_SIMULATED:-BTC-USD=65000,ETH-USD=3500}"
 # anvil never reorganises by itself: 2 confirmations locally (production default 12, docs/watcher.md).
 export WATCHER_CONFIRMATIONS="${WATCHER_CONFIRMATIONS:-2}"
+# ws-push checks the gateway's session tokens: both need the same key (docs/wspush.md).
+export GATEWAY_SESSION_SECRET="${GATEWAY_SESSION_SECRET:-local-dev-session-secret}"
 cd "$ROOT"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,7 +188,7 @@ class WsPushService:
 
     # -- feeding the hub ---------------------------------------------------------------------------
 
-    def ingest(self, records: list[Record]) -> None:
+    def ingest(self, records: Sequence[Record]) -> None:
         """Apply records in order and wake the connections that got messages (loop thread only)."""
         delivery = Delivery()
         for record in records:
@@ -198,7 +198,7 @@ class WsPushService:
                 delivery.merge(self.hub.apply_account(record))
         self._deliver(delivery)
 
-    def submit(self, records: list[Record]) -> concurrent.futures.Future[None]:
+    def submit(self, records: Sequence[Record]) -> concurrent.futures.Future[None]:
         """`ingest` from another thread (benchmarks, tests): applied on the loop, in order."""
         assert self._loop is not None, "the app is not running"
         return asyncio.run_coroutine_threadsafe(self._ingest_async(records), self._loop)
@@ -301,7 +301,7 @@ class WsPushService:
         else:
             self.hub.apply_account(record)
 
-    async def _ingest_async(self, records: list[Record]) -> None:
+    async def _ingest_async(self, records: Sequence[Record]) -> None:
         self.ingest(records)
 
     def _decode(self, message: Message) -> Record | None:
