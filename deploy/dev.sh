@@ -18,8 +18,14 @@ SERVICES=(matcher risk projector gateway oracle funding devtools.feeds watcher s
 export ORACLE_SIMULATED="${ORACLE_SIMULATED:-BTC-USD=65000,ETH-USD=3500}"
 # anvil never reorganises by itself: 2 confirmations locally (production default 12, docs/watcher.md).
 export WATCHER_CONFIRMATIONS="${WATCHER_CONFIRMATIONS:-2}"
-# ws-push checks the gateway's session tokens: both need the same key (docs/wspush.md).
-export GATEWAY_SESSION_SECRET="${GATEWAY_SESSION_SECRET:-local-dev-session-secret}"
+# The gateway and ws-push share the session-token key (docs/wspush.md): random, kept in the run
+# directory, never in git.
+if [ -z "${GATEWAY_SESSION_SECRET:-}" ]; then
+  mkdir -p "$RUN_DIR"
+  [ -s "$RUN_DIR/session-secret" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN_DIR/session-secret")
+  GATEWAY_SESSION_SECRET=$(cat "$RUN_DIR/session-secret")
+  export GATEWAY_SESSION_SECRET
+fi
 cd "$ROOT"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
