@@ -208,12 +208,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _clickhouse(settings: Any, args: argparse.Namespace) -> int:
     if args.no_clickhouse:
         return 0
-    if rebuild.clickhouse_hook() is None:
-        print(f"clickhouse: skipped — {rebuild.CLICKHOUSE_HOOK} has no rebuild_into/compare (docs/replay.md)")
-        return 0
     database = args.clickhouse_database or f"cxpt_rebuild_{uuid.uuid4().hex[:8]}"
     live = args.clickhouse_live or settings.clickhouse_database
-    differences = rebuild.rebuild_clickhouse(settings, database, live) or []
+    differences = rebuild.rebuild_clickhouse(settings, database, live)
     print(f"clickhouse: {live} (live) against {database} (rebuilt from offset 0):")
     for line in differences:
         print(f"  {line}")

@@ -9,14 +9,12 @@ every row with its log version as the write time (docs/read-model.md), so a rebu
 to the live keyspace cell for cell, write times included — which `compare` checks, table by table,
 as order-independent row sets.
 
-ClickHouse: the metrics projection's rebuild belongs to `services.metrics`; `clickhouse_hook`
-finds it there (see docs/replay.md for the contract) and otherwise says it is not available.
+ClickHouse: the metrics projection rebuilds through `services.metrics` itself (`rebuild_into`,
+the daily roll-up, `compare`): one projection code path, live and rebuilt.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,14 +22,18 @@ from itertools import islice
 from typing import Any, cast
 
 from cassandra.cluster import Session
+from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.common.bus import Bus, Inbound, decode_message, read_partition
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
-from services.common.stores import cassandra
+from services.common.stores import cassandra, clickhouse
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG, TopicSpec
+from services.metrics.rollup import rollup
+from services.metrics.service import compare, rebuild_into
+from services.metrics.store import Store
 from services.projector.service import AccountsProjector, ReadModelProjector
 
 READ_MODEL_TABLES = (
@@ -64,14 +66,6 @@ class _Feed:
 
     def close(self) -> None:
         """Nothing to close."""
-
-
-class _NoClickHouse:
-    """The account projector's ClickHouse half during a Cassandra rebuild: writes nowhere
-    (the metrics database is rebuilt by services.metrics, not row by row from here)."""
-
-    def insert(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def partitions_of(bus: Bus, topic: str) -> list[int]:
@@ -122,12 +116,7 @@ def rebuild_cassandra(
 
 
 def _account_history(bus: Bus, session: Session, group: str) -> AccountsProjector:
-    """The account-history projector; older versions of it also took a ClickHouse client, which
-    a Cassandra rebuild gives a sink that writes nowhere."""
-    factory: Any = AccountsProjector
-    if "ch" in inspect.signature(AccountsProjector).parameters:
-        return cast(AccountsProjector, factory(bus, session, _NoClickHouse(), group_id=group))
-    return cast(AccountsProjector, factory(bus, session, group_id=group))
+    return AccountsProjector(bus, session, group_id=group)
 
 
 def _merged(bus: Bus, specs: tuple[TopicSpec, ...]) -> Iterator[Inbound]:
@@ -221,34 +210,17 @@ def compare_cassandra(
 
 # -- ClickHouse, through services.metrics --------------------------------------------------------------
 
-CLICKHOUSE_HOOK = "services.metrics.service"
-"""Where the metrics projection's rebuild lives: `rebuild_into(settings, database, client=)` projects
-the log from offset 0 into a fresh database, `compare(client, db_a, db_b)` lists the tables that
-differ (empty: identical). Looked up at run time: the metrics service is built alongside."""
 
-
-def clickhouse_hook() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
-    """(rebuild_into, compare) from services.metrics, or None if they do not exist (yet)."""
-    try:
-        module = importlib.import_module(CLICKHOUSE_HOOK)
-    except ImportError:
-        return None
-    rebuild_into, compare = getattr(module, "rebuild_into", None), getattr(module, "compare", None)
-    if not (callable(rebuild_into) and callable(compare)):
-        return None
-    return rebuild_into, compare
-
-
-def rebuild_clickhouse(settings: Settings, database: str, live: str) -> list[str] | None:
-    """Rebuild the metrics database into `database` and compare it with `live`: the differences
-    (empty: identical), or None when services.metrics has no rebuild. With the embedded engine
-    (chdb) this process must be the only one holding the data path: stop the metrics service first."""
-    hook = clickhouse_hook()
-    if hook is None:
-        return None
-    rebuild_into, compare = hook
-    from services.common.stores import clickhouse
-
-    client = clickhouse.connect(settings.clickhouse_dsn)
+def rebuild_clickhouse(
+    settings: Settings, database: str, live: str, *, client: Client | None = None
+) -> list[str]:
+    """Rebuild the metrics database into `database` — the log from offset 0 (`services.metrics`'s own
+    projector), then the daily roll-up of every day `live` has rolled up — and compare it with
+    `live`: the tables that differ (empty: identical). With the embedded engine (chdb) this process
+    must be the only one holding the data path: stop the metrics service first."""
+    client = client or clickhouse.connect(settings.clickhouse_dsn)
     rebuild_into(settings, database, client=client)
+    rolled = client.query(f"SELECT DISTINCT day FROM {live}.daily_markets").result_rows
+    for (day,) in rolled:
+        rollup(Store(client, database), day)
     return compare(client, live, database)
