@@ -138,6 +138,10 @@ def command_id(kind: str, market: str, at: int = 0) -> str:
 # -- state ------------------------------------------------------------------------------------------
 
 
+INDEX_RETENTION_US = 24 * 3600 * US_PER_S
+"""Oracle rounds kept whatever the markets need (a day: 2,880 rounds at the oracle's 30 s)."""
+
+
 @dataclass(slots=True)
 class _Index:
     samples: list[tuple[int, int]] = field(default_factory=list)  # (ts, price_e9), ascending
@@ -217,14 +221,17 @@ class Scheduler:
         self._prune_index(round_.index_symbol, index)
 
     def _prune_index(self, symbol: str, index: _Index) -> None:
-        """Keep only what an unsettled expiry's TWAP window can still need (and the latest round)."""
+        """Keep what an unsettled expiry's TWAP window can still need, and at least the last
+        `INDEX_RETENTION_US` plus one settlement window: on a restart the service reads oracle.prices
+        and trade.log side by side, not in time order, so it may learn of a future only after reading
+        the rounds of its settlement window — they must still be there."""
         window_us = self.config.settlement_window_s * US_PER_S
         needed = [
             m.definition.expiry - window_us
             for m in self._on_index(symbol)
             if m.definition.expiry is not None and m.status not in CLOSED
         ]
-        horizon = min(needed, default=index.samples[-1][0])
+        horizon = min([*needed, index.samples[-1][0] - INDEX_RETENTION_US - window_us])
         keep_from = 0
         for i, (ts, _) in enumerate(index.samples):
             if ts <= horizon:

@@ -14,8 +14,9 @@ from services.common.records import (
     SetMarkPrice,
     SettleMarket,
     Side,
+    TradeLogEntry,
 )
-from services.funding.core.scheduler import SchedulerConfig, command_id
+from services.funding.core.scheduler import IndexObserved, Scheduler, SchedulerConfig, command_id
 from tests.kit import ALICE, BOB
 from tests.unit.funding.loop import BTC_PERP, T0, USD_65000_E9, Loop, S, btc_future, btc_option
 
@@ -177,3 +178,24 @@ def _status(loop: Loop, status: MarketStatus, at: int) -> None:
             body=SetMarketStatus(status=status, reason="test"),
         )
     )  # fmt: skip
+
+
+def test_a_restart_that_reads_the_oracle_rounds_before_the_listing_still_settles() -> None:
+    # State: a future expiring at T0 + 10 s (window 2 s) with a round every second; the scheduler
+    # was down through expiry, and on restart it reads every oracle round before the trade log
+    # (the service reads the two topics side by side, not in time order).
+    expiry = T0 + 10 * S
+    loop = Loop(config=SchedulerConfig(interval_s=3_600, settlement_window_s=2, mark_max_age_s=5))
+    definition = btc_future(expiry)
+    loop.list_market(definition)
+    for at in range(T0, expiry + 3 * S, S):
+        loop.index(at)
+    rounds: list[IndexObserved | TradeLogEntry] = [i for i in loop.log if isinstance(i, IndexObserved)]
+    entries = [i for i in loop.log if isinstance(i, TradeLogEntry)]
+    loop.scheduler = Scheduler(loop.config)
+    for item in rounds + entries:
+        loop.scheduler.apply(item)
+    # Action: the first tick after the restart.
+    settles = [c for c in loop.tick(expiry + 3 * S) if isinstance(c.body, SettleMarket)]
+    # Expectation: the rounds of the settlement window were kept: the future settles at 650,000.
+    assert [c.body.settlement_price for c in settles] == [650_000]  # type: ignore[union-attr]
