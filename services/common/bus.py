@@ -16,6 +16,11 @@ Services whose handler holds state pass `on_assign`: it is called with the commi
 every partition the process is given — at assignment, and again after an aborted transaction —
 and must bring the state to exactly those offsets (load a snapshot, replay the rest).
 `on_batch_end` adds records once per batch, inside its transaction (e.g. a state changelog).
+
+Observability (services/common/observability.py): the loop counts records, batch sizes,
+transaction times, aborts and dead letters, its consumer's lag is read at scrape time, and each
+record is handled with its correlation id bound in the log context (and, with an OpenTelemetry
+SDK installed, inside a span) — docs/observability.md.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from services.common import tracing
 from services.common.failpoints import failpoint
+from services.common.logs import correlation
+from services.common.observability import LoopMetrics, refresh_lag, unwatch_consumer, watch_consumer
 from services.common.serde import AvroSerde, Record, SchemaRegistry, UndecodableRecord, registry_for
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
@@ -163,11 +171,16 @@ class Bus:
         }
 
 
-def encode_outbound(bus: Bus, out: Outbound, correlation_id: bytes | None = None) -> dict[str, Any]:
-    """Arguments for `Producer.produce` of `out`, with the correlation id carried along."""
+def encode_outbound(
+    bus: Bus, out: Outbound, correlation_id: bytes | None = None, *, traced: bool = False
+) -> dict[str, Any]:
+    """Arguments for `Producer.produce` of `out`, with the correlation id carried along (and the
+    current span's `traceparent` when `traced`)."""
     headers = dict(out.headers)
     if correlation_id is not None:
         headers.setdefault(CORRELATION_HEADER, correlation_id)
+    if traced:
+        tracing.inject(headers)
     produce: dict[str, Any] = {
         "topic": bus.topic(out.topic).name,
         "key": out.key.encode(),
@@ -279,12 +292,20 @@ class TransactionalProcessor:
             list(self._inputs), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
         self.stats = {"batches": 0, "records": 0, "dead_lettered": 0, "aborts": 0}
+        self.metrics = LoopMetrics(group_id)
+        self.ready = threading.Event()
+        """Set once partitions were assigned and their state recovered (the `/ready` answer)."""
+        self._traced = False
+        watch_consumer(self._consumer, group_id)
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until `stop` is set; the batch in flight is finished, then it closes."""
         try:
             while not stop.is_set():
                 self.run_once()
+        except BaseException:
+            self.metrics.error("failed")
+            raise
         finally:
             self.close()
 
@@ -294,6 +315,8 @@ class TransactionalProcessor:
         messages = [m for m in batch if _usable(m)]
         if not messages:
             return 0
+        started = time.perf_counter()
+        self._traced = tracing.enabled()  # checked once a batch: no span at all without an SDK
         try:
             self._process_in_transaction(messages)
         except KafkaException as exc:
@@ -301,11 +324,15 @@ class TransactionalProcessor:
             if not error.txn_requires_abort():
                 raise
             log.warning("transaction aborted, batch will be redone: %s", error)
+            self.metrics.error("aborted")
             self._producer.abort_transaction(30)
             self._rewind()
+            return len(messages)
+        self.metrics.batch((m.topic() or "" for m in messages), time.perf_counter() - started)
         return len(messages)
 
     def close(self) -> None:
+        unwatch_consumer(self._consumer)
         self._consumer.close()
         self._producer.flush(10)
 
@@ -332,26 +359,45 @@ class TransactionalProcessor:
 
     def _outputs_for(self, msg: Message) -> list[dict[str, Any]]:
         spec = self._inputs[msg.topic() or ""]
-        try:
-            inbound = decode_message(self.bus, msg, spec)
-            return [encode_outbound(self.bus, o, inbound.correlation_id) for o in self.handler(inbound)]
-        except UndecodableRecord as exc:
-            return [self._dead_letter(msg, exc.reason_code, exc.reason)]
-        except InvalidRecord as exc:
-            return [self._dead_letter(msg, "INVALID_RECORD", str(exc))]
+        headers = _headers(msg)
+        correlation_id = headers.get(CORRELATION_HEADER)
+        # Every log line while this record is handled (dead-lettering included) names its request.
+        with (
+            correlation(correlation_id),
+            tracing.maybe_record_span(
+                self._traced, msg.topic() or "", headers, {"messaging.kafka.offset": msg.offset() or 0}
+            ),
+        ):
+            try:
+                inbound = decode_message(self.bus, msg, spec)
+                produced = [
+                    encode_outbound(self.bus, o, correlation_id, traced=self._traced)
+                    for o in self.handler(inbound)
+                ]
+            except UndecodableRecord as exc:
+                return [self._dead_letter(msg, exc.reason_code, exc.reason)]
+            except InvalidRecord as exc:
+                return [self._dead_letter(msg, "INVALID_RECORD", str(exc))]
+            log.debug(
+                "handled %s:%s:%s → %d records", msg.topic(), msg.partition(), msg.offset(), len(produced)
+            )
+            return produced
 
     def _dead_letter(self, msg: Message, code: str, reason: str) -> dict[str, Any]:
         log.warning(
             "dead-lettering %s[%s]@%s: %s %s", msg.topic(), msg.partition(), msg.offset(), code, reason
         )
         self.stats["dead_lettered"] += 1
+        self.metrics.dead_letter(code)
         return encode_outbound(self.bus, dead_letter(msg, self.group_id, code, reason))
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._on_assign is None or not partitions:
-            return
-        committed = consumer.committed(partitions, timeout=30)
-        self._on_assign({(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in committed})
+        if self._on_assign is not None and partitions:
+            committed = consumer.committed(partitions, timeout=30)
+            self._on_assign(
+                {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None for tp in committed}
+            )
+        self.ready.set()
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._on_revoke is not None:
@@ -375,6 +421,7 @@ def take_batch(consumer: Consumer, max_records: int, timeout_s: float, linger_s:
     record would wait the whole timeout at every hop; here a lone record goes after `linger_s`, and
     under load the batch fills from what the client has already fetched.
     """
+    refresh_lag(consumer)  # here, in the consumer's own thread (observability.py says why)
     first = consumer.poll(timeout_s)
     if first is None:
         return []
@@ -426,11 +473,15 @@ class ProjectionConsumer:
         self._consumer.subscribe(list(self._inputs))
         self._dead_letters = TypedProducer(bus)
         self._pending: dict[tuple[str, int], int] = {}
+        self.metrics = LoopMetrics(group_id)
+        watch_consumer(self._consumer, group_id)
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Inbound]:
         """Up to `max_records` decoded records; poison ones are dead-lettered and left out."""
         batch: list[Inbound] = []
-        for msg in take_batch(self._consumer, max_records, timeout_s):
+        started = time.perf_counter()
+        messages = take_batch(self._consumer, max_records, timeout_s)
+        for msg in messages:
             if not _usable(msg):
                 continue
             self._pending[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
@@ -438,7 +489,10 @@ class ProjectionConsumer:
                 batch.append(decode_message(self.bus, msg, self._inputs[msg.topic() or ""]))
             except UndecodableRecord as exc:
                 log.warning("dead-lettering %s@%s: %s", msg.topic(), msg.offset(), exc)
+                self.metrics.dead_letter(exc.reason_code)
                 self._dead_letters.send(dead_letter(msg, self.group_id, exc.reason_code, exc.reason))
+        if messages:  # the time to take and decode it: the sink's write is the projector's own
+            self.metrics.batch((m.topic() or "" for m in messages), time.perf_counter() - started)
         return batch
 
     def commit(self) -> None:
@@ -451,6 +505,7 @@ class ProjectionConsumer:
         self._pending.clear()
 
     def close(self) -> None:
+        unwatch_consumer(self._consumer)
         self._consumer.close()
 
 

@@ -1,8 +1,16 @@
-"""Structured logging: JSON lines (or console when LOG_JSON=false), one field set for all services."""
+"""Structured logging: JSON lines (or console when LOG_JSON=false), one field set for all services.
+
+Fields bound in structlog's contextvars appear on every line logged while they are bound, stdlib
+loggers included: `service` for the process, `correlation_id` while a record is handled
+(`correlation`, used by the exactly-once loop in services/common/bus.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 
@@ -35,3 +43,23 @@ def configure_logging(settings: Settings, *, service: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def render_correlation_id(raw: bytes) -> str:
+    """The log form of a correlation id header: the gateway's 16 raw bytes as a UUID, printable
+    text as itself, anything else as hex."""
+    if len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
+    if raw.isascii() and raw.decode().isprintable():
+        return raw.decode()
+    return raw.hex()
+
+
+@contextmanager
+def correlation(raw: bytes | None) -> Iterator[None]:
+    """Log lines inside the block carry `correlation_id` (nothing is bound when `raw` is None)."""
+    if raw is None:
+        yield
+        return
+    with structlog.contextvars.bound_contextvars(correlation_id=render_correlation_id(raw)):
+        yield

@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # -- observability (docs/observability.md): /metrics /health /ready of the Kafka services ----
+    observability_host: str = Field(
+        "127.0.0.1", description="address the services' /metrics, /health, /ready listen on; k8s: 0.0.0.0"
+    )
+    matcher_metrics_port: int = Field(9101, ge=0, description="matcher's /metrics /health /ready; 0: none")
+    risk_metrics_port: int = Field(9103, ge=0, description="risk's /metrics /health /ready; 0: none")
+    projector_metrics_port: int = Field(
+        9104, ge=0, description="projector's /metrics /health /ready; 0: none"
+    )
+    funding_metrics_port: int = Field(9105, ge=0, description="funding's /metrics /health /ready; 0: none")
+    watcher_metrics_port: int = Field(9106, ge=0, description="watcher's /metrics /health /ready; 0: none")
+    settlement_metrics_port: int = Field(
+        9107, ge=0, description="settlement's /metrics /health /ready; 0: none"
+    )
+
     # -- order gateway -------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="address the gateway listens on")
     gateway_port: int = Field(8080, description="port the gateway listens on")
@@ -93,7 +108,7 @@ class Settings(BaseSettings):
     )
     oracle_min_sources: int = Field(1, ge=1, description="fewer accepted quotes: no index price")
     oracle_twap_windows_s: str = Field("300,3600", description="TWAP windows, seconds, comma-separated")
-    oracle_metrics_port: int = Field(9102, ge=0, description="oracle's Prometheus port; 0: none")
+    oracle_metrics_port: int = Field(9102, ge=0, description="oracle's /metrics /health /ready; 0: none")
 
     # -- funding/expiry (docs/derivatives.md) ----------------------------------------------------
     funding_interval_s: int = Field(3_600, ge=1, description="funding interval, aligned to the epoch")

@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch
+from services.common.observability import watch_consumer
 from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
@@ -64,6 +65,7 @@ class FundingService:
         self._clock = clock or (lambda: time.time_ns() // 1_000)
         self._producer = TypedProducer(bus)
         self._consumer = Consumer(bus.consumer_config(f"funding-tail-{uuid.uuid4().hex}"))
+        watch_consumer(self._consumer, "funding")
         self._topics = {bus.topic(ORACLE_PRICES).name: ORACLE_PRICES, bus.topic(TRADE_LOG).name: TRADE_LOG}
         self.sent = 0
         self._iv_published: dict[str, int] = {}

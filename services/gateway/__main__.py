@@ -3,6 +3,7 @@
 import uvicorn
 
 from services.common.logs import configure_logging
+from services.common.observability import InstrumentedApp
 from services.common.settings import get_settings
 from services.gateway.wiring import build_app
 
@@ -11,7 +12,8 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings, service="gateway")
     uvicorn.run(
-        build_app(settings),
+        # Spans only: the gateway's own /metrics (gateway_*) already counts and times requests.
+        InstrumentedApp(build_app(settings), service="gateway", measure=False),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,  # structlog, configured above

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TransactionalProcessor, decode_message, read_partition
+from services.common.observability import observe_command
 from services.common.partitioning import partition_for
 from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand
 from services.common.serde import UndecodableRecord
@@ -106,7 +107,9 @@ class MatcherService:
         """Apply one command to its partition's engine; snapshot every `snapshot_every` commands."""
         engine = self.engines[message.partition]
         command: MatcherCommand = from_avro(MatcherCommand, message.value)
-        produced = outputs(message, command, engine.apply(command))
+        result = engine.apply(command)
+        observe_command(command, result.events)  # order → fill latency (replays do not pass here)
+        produced = outputs(message, command, result)
         count = self._since_snapshot.get(message.partition, 0) + 1
         if count >= self.snapshot_every:
             produced.append(self._snapshot(message, engine, command.ts_init))

@@ -21,6 +21,7 @@ import uvicorn
 
 from services.common.bus import Bus
 from services.common.logs import configure_logging
+from services.common.observability import InstrumentedApp
 from services.common.settings import Settings, get_settings
 from services.common.stores import clickhouse
 from services.metrics.app import create_app
@@ -44,7 +45,11 @@ def serve(settings: Settings) -> None:
         worker.start()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store), host=settings.metrics_host, port=settings.metrics_port, log_config=None
+            # /metrics (Prometheus) and /ready next to the API, and the API's latency per route.
+            InstrumentedApp(create_app(store), service="metrics", ops_routes=True),
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            log_config=None,
         )
     )
     try:

@@ -27,6 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from services.common.binding import from_avro
 from services.common.bus import Bus, decode_message, take_batch
+from services.common.observability import watch_consumer
 from services.common.records import AccountEvent, ImpliedVolatility, IndexPrice, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
@@ -76,6 +77,7 @@ class MetricsProjector:
         # The group id is required by the client and never used: offsets are never committed.
         config = bus.consumer_config(f"metrics.{store.database}") | {"enable.partition.eof": True}
         self._consumer = Consumer(config)
+        watch_consumer(self._consumer, "metrics")  # its lag is how stale the hot tier is
         self._partitions = {(name, p) for name, s in self._inputs.items() for p in range(s.partitions)}
         self._at_end: set[tuple[str, int]] = set()
         self._consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in sorted(self._partitions)])

@@ -1,9 +1,8 @@
 """Entry point: `python -m services.oracle` (sources and policy from ORACLE_* settings)."""
 
-from prometheus_client import start_http_server
-
 from services.common.bus import Bus, stop_on_signals
 from services.common.logs import configure_logging
+from services.common.observability import serve
 from services.common.settings import get_settings
 from services.oracle.adapters.clock import system_clock
 from services.oracle.service import OracleMetrics, OracleService
@@ -15,8 +14,10 @@ def main() -> None:
     configure_logging(settings, service="oracle")
     bus = Bus(settings)
     metrics = OracleMetrics()
-    if settings.oracle_metrics_port:
-        start_http_server(settings.oracle_metrics_port, registry=metrics.registry)
+    serve(
+        settings.oracle_metrics_port, service="oracle", host=settings.observability_host,
+        registries=[metrics.registry],
+    )  # fmt: skip
     sources = sources_from(settings, system_clock)
     service = OracleService(bus, sources, policy_from(settings), clock=system_clock, metrics=metrics)
     service.run(stop_on_signals())

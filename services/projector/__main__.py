@@ -8,6 +8,7 @@ import argparse
 
 from services.common.bus import stop_on_signals
 from services.common.logs import configure_logging
+from services.common.observability import serve
 from services.common.settings import get_settings
 from services.projector.service import PARTS, build
 
@@ -18,7 +19,10 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     configure_logging(settings, service="projector")
-    build(settings, (args.only,) if args.only else PARTS).run(stop_on_signals())
+    projector = build(settings, (args.only,) if args.only else PARTS)
+    # Ready once built: the stores are connected and migrated, the consumers subscribed.
+    serve(settings.projector_metrics_port, service="projector", host=settings.observability_host)
+    projector.run(stop_on_signals())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from services.chain.deploy import VAULT, read_exchange
 from services.chain.deployments import deployment_path
 from services.common.bus import Bus, stop_on_signals
 from services.common.logs import configure_logging
+from services.common.observability import gauge, serve, watch_stats
 from services.common.settings import Settings, get_settings
 from services.common.stores import cassandra
 from services.settlement.service import SettlementService
@@ -59,6 +60,12 @@ def main() -> None:
     service = SettlementService(
         bus, vault_client(settings), projection=BatchProjection(bus, session, settings.cassandra_keyspace)
     )
+    serve(
+        settings.settlement_metrics_port, service="settlement", host=settings.observability_host,
+        ready=lambda: service.caught_up,
+    )  # fmt: skip
+    watch_stats("settlement", lambda: service.stats)
+    gauge("cxpt_settlement_batches_unconfirmed", lambda: len(service.core.unconfirmed()))
     service.run(stop_on_signals())
     log.info("settlement: stopped %s", service.stats)
 

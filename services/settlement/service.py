@@ -40,6 +40,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch
 from services.common.failpoints import failpoint
+from services.common.observability import watch_consumer
 from services.common.records import (
     AccountEvent,
     BatchStatus,
@@ -157,6 +158,7 @@ class SettlementService:
         # The one active instance: a successor with the same transactional id fences this one.
         self._producer = TypedProducer(bus, transactional_id=f"{settings.topic_prefix}settlement")
         self._consumer = Consumer(bus.consumer_config(f"settlement-tail-{uuid.uuid4().hex}"))
+        watch_consumer(self._consumer, "settlement")
         self._outbox: list[Outbound] = []
         self._last_ts: dict[str, int] = {}
         self._in_flight: dict[str, Sent] = {}

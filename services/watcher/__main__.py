@@ -15,9 +15,10 @@ import sys
 
 from services.common.bus import stop_on_signals
 from services.common.logs import configure_logging
+from services.common.observability import serve, watch_stats
 from services.common.settings import get_settings
 from services.watcher.core import MalformedVaultLog
-from services.watcher.service import DeepReorgError, build, resolve_vault
+from services.watcher.service import DeepReorgError, WatcherService, build, resolve_vault
 
 log = logging.getLogger("services.watcher")
 
@@ -26,13 +27,20 @@ def main() -> int:
     settings = get_settings()
     configure_logging(settings, service="watcher")
     stop = stop_on_signals()
+    watching: list[WatcherService] = []  # ready once a Vault is known and the watcher built
+    serve(
+        settings.watcher_metrics_port, service="watcher", host=settings.observability_host,
+        ready=lambda: bool(watching),
+    )  # fmt: skip
     if resolve_vault(settings) is None:
         log.warning("no Vault deployed yet (run: python -m services.chain.deploy); waiting")
         while resolve_vault(settings) is None:
             if stop.wait(settings.watcher_poll_s):
                 return 0
     try:
-        build(settings).run(stop)
+        watching.append(build(settings))
+        watch_stats("watcher", lambda: watching[0].stats)
+        watching[0].run(stop)
     except DeepReorgError as exc:
         log.critical("%s", exc)
         return 2
