@@ -157,6 +157,8 @@ class OrderResult:
     cancelled_qty: int = 0
     code: int | None = None
     reason: str | None = None
+    correlation_id: str | None = None
+    """The command's id in the exchange's logs: quote it when asking about an order."""
 
     @property
     def pending(self) -> bool:
@@ -174,6 +176,7 @@ class OrderResult:
             cancelled_qty=_int(row, "cancelled_qty") or 0,
             code=_int(row, "code"),
             reason=_str(row, "reason"),
+            correlation_id=_str(row, "correlation_id"),
         )
 
 

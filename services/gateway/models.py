@@ -204,6 +204,9 @@ class OrderAnswer(_Answer):
     cancelled_qty: int = 0
     code: int | None = None
     reason: str | None = None
+    correlation_id: UUID | None = Field(
+        None, description="the command's id in every service's logs and Kafka headers (docs/observability.md)"
+    )
 
 
 class CommandAnswer(_Answer):
@@ -211,6 +214,9 @@ class CommandAnswer(_Answer):
     cancelled_qty: int = 0
     code: int | None = None
     reason: str | None = None
+    correlation_id: UUID | None = Field(
+        None, description="the command's id in every service's logs and Kafka headers (docs/observability.md)"
+    )
 
 
 class SessionAnswer(_Answer):

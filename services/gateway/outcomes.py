@@ -60,6 +60,8 @@ class Outcome:
     cancelled_qty: int = 0
     code: int | None = None
     reason: str | None = None
+    correlation_id: str | None = None
+    """The command's correlation id (Kafka header, log field), once it was sent."""
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -71,6 +73,8 @@ class Outcome:
             body["cancelledQty"] = self.cancelled_qty
         if self.code is not None:
             body |= {"code": self.code, "reason": self.reason}
+        if self.correlation_id is not None:
+            body["correlationId"] = self.correlation_id
         return body
 
 

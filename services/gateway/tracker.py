@@ -13,12 +13,13 @@ import asyncio
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from services.common.binding import from_avro
 from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound, take_batch
+from services.common.logs import correlation, render_correlation_id
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
@@ -92,8 +93,16 @@ class CommandTracker:
         Raises NotDelivered if Kafka did not acknowledge the record: a PENDING answer always means
         the command is durably in the log.
         """
-        loop = asyncio.get_running_loop()
         correlation_id = uuid.uuid4().bytes
+        with correlation(correlation_id):
+            log.debug("command sent to %s", out.topic.name)
+            outcome = await self._send(out, correlation_id, order_id, wait_s)
+        return replace(outcome, correlation_id=render_correlation_id(correlation_id))
+
+    async def _send(
+        self, out: Outbound, correlation_id: bytes, order_id: str | None, wait_s: float
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
         waiter = _Waiter(loop, loop.create_future(), order_id)
         delivered: asyncio.Future[None] = loop.create_future()
 

@@ -177,6 +177,7 @@ def test_first_trade_through_http(http: TestClient, gateway_settings: Settings) 
     assert crossed.status_code == 201, crossed.text
     fill = crossed.json()
     assert (fill["status"], fill["filledQty"], fill["leavesQty"]) == ("FILLED", 3, 0)
+    assert uuid.UUID(fill["correlationId"])  # the command's id in every hop's logs and headers
     alice_filled = _eventually(
         lambda: [o for o in alice.get("/orders")["orders"] if o["status"] == "FILLED"], within_s=1.0
     )
