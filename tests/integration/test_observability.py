@@ -1,8 +1,9 @@
 """Every service, started as `python -m services.<name>` on the real infrastructure, answers
 `/health` and `/ready` with 200 and `/metrics` in the Prometheus text format with its metrics.
 
-Each runs in its own process on the test's topic prefix, with every port chosen free here, so a
-dev stack on the default ports is left alone. Settlement needs the Vault of the local deployment.
+Each runs in its own process on the test's topic prefix and its own Cassandra keyspace, with every
+port chosen free here, so a dev stack on the default ports is left alone — and so are the other
+tests' rows. The watcher and settlement get a Vault deployed for the test.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from pathlib import Path
 import httpx
 import pytest
 from cassandra.cluster import Session
+from eth_account import Account
+from web3 import Web3
 
 from deploy.local.launcher import Endpoints
 from services.chain import client
+from services.chain.deploy import deploy_exchange
 from services.common.bus import Bus
 from services.common.settings import REPO_ROOT, Settings
+from services.common.stores import cassandra
 from services.common.topics import TOPICS, ensure_topics
 
 
@@ -80,17 +85,16 @@ class Running:
     log: Path
 
 
-def vault_deployed(settings: Settings) -> bool:
-    try:
-        return client.has_code(client.connect(settings.eth_rpc_url, retries=False), settings.vault_address)
-    except Exception:  # noqa: BLE001 - no chain, no Vault
-        return False
+def funded_key(w3: Web3) -> str:
+    """A new account with 100 ETH, set directly in anvil's state (no transaction, no nonce race)."""
+    account = Account.create()
+    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * 10**18)])  # type: ignore[arg-type]
+    return "0x" + bytes(account.key).hex()
 
 
 @pytest.fixture(scope="module")
 def stack(
     infra: Endpoints,
-    session_keyspace: str,
     cassandra_session: Session,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Running]]:
@@ -103,13 +107,22 @@ def stack(
     bus = Bus(settings)
     ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
     ports = {name: free_port() for name in SERVICES}
+    keyspace = f"obs_{uuid.uuid4().hex[:10]}"
+    cassandra.migrate(cassandra_session, keyspace, settings.cassandra_replication)
+    w3 = client.connect(infra.eth_rpc_url)
+    admin_key, settlement_key = funded_key(w3), funded_key(w3)
+    vault = deploy_exchange(
+        w3, admin_key=admin_key, settlement_address=client.address_of(settlement_key)
+    ).vault
     base_env = (
         os.environ
         | {
             "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
             "CASSANDRA_CONTACT_POINTS": infra.cassandra_host,
             "CASSANDRA_PORT": str(infra.cassandra_port),
-            "CASSANDRA_KEYSPACE": session_keyspace,
+            "CASSANDRA_KEYSPACE": keyspace,
+            "VAULT_ADDRESS": vault,
+            "CHAIN_SETTLEMENT_KEY": settlement_key,
             "ETH_RPC_URL": infra.eth_rpc_url,
             "TOPIC_PREFIX": prefix,
             "CLICKHOUSE_DSN": f"chdb://{scratch / 'clickhouse'}",  # one chdb path per process
@@ -120,12 +133,9 @@ def stack(
         }
         | {spec.port_setting: str(ports[name]) for name, spec in SERVICES.items()}
     )
-    skipped = set() if vault_deployed(settings) else {"settlement"}
     running: dict[str, Running] = {}
     try:
         for name, spec in SERVICES.items():
-            if name in skipped:
-                continue
             log = scratch / f"{name}.log"
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{spec.module}"],
@@ -144,6 +154,7 @@ def stack(
                 service.process.wait(30)
             except subprocess.TimeoutExpired:
                 service.process.kill()
+        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 def wait_for(service: Running, path: str, timeout_s: float = 90) -> httpx.Response:
@@ -166,8 +177,6 @@ def wait_for(service: Running, path: str, timeout_s: float = 90) -> httpx.Respon
 @pytest.mark.parametrize("name", list(SERVICES))
 def test_every_service_exposes_health_ready_and_its_metrics(stack: dict[str, Running], name: str) -> None:
     # State: the service's process, started with the others.
-    if name not in stack:
-        pytest.skip(f"{name}: no Vault deployed on the local chain (python -m services.chain.deploy)")
     service = stack[name]
     # Action / Expectation: alive, then ready.
     assert wait_for(service, "/health").status_code == 200
