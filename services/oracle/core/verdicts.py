@@ -109,18 +109,12 @@ def reject_deviating(policy: OraclePolicy, quotes: Sequence[OracleQuote]) -> lis
     if not usable:
         return list(quotes)
     reference = median(usable)
-    judged = []
-    for q in quotes:
-        distance = abs(q.price_e9 - reference)
-        if q.status is QuoteStatus.ACCEPTED and distance * BPS > policy.max_deviation_bps * reference:
-            reason = (
-                f"{distance * BPS // reference} bps from the median {reference} "
-                f"(max {policy.max_deviation_bps} bps)"
-            )
-            judged.append(replace(q, status=QuoteStatus.DEVIATING, reason=reason))
-        else:
-            judged.append(q)
-    return judged
+    return _too_far(
+        quotes,
+        reference,
+        policy.max_deviation_bps,
+        lambda bps: f"{bps} bps from the median {reference} (max {policy.max_deviation_bps} bps)",
+    )
 
 
 def reject_jumps(policy: OraclePolicy, quotes: Sequence[OracleQuote], last: int | None) -> list[OracleQuote]:
@@ -128,15 +122,29 @@ def reject_jumps(policy: OraclePolicy, quotes: Sequence[OracleQuote], last: int 
     passed = [q for q in quotes if q.status is QuoteStatus.ACCEPTED]
     if last is None or len(passed) >= policy.jump_quorum:
         return list(quotes)
+    return _too_far(
+        quotes,
+        last,
+        policy.max_jump_bps,
+        lambda bps: (
+            f"jumped {bps} bps from the last index {last} "
+            f"(max {policy.max_jump_bps} bps unless {policy.jump_quorum} sources agree)"
+        ),
+    )
+
+
+def _too_far(
+    quotes: Sequence[OracleQuote], reference: int, limit_bps: int, reason: Callable[[int], str]
+) -> list[OracleQuote]:
+    """The ACCEPTED quotes further than `limit_bps` from `reference` turned DEVIATING, with `reason`
+    of their distance in basis points (rounded down)."""
     judged = []
     for q in quotes:
-        distance = abs(q.price_e9 - last)
-        if q.status is QuoteStatus.ACCEPTED and distance * BPS > policy.max_jump_bps * last:
-            reason = (
-                f"jumped {distance * BPS // last} bps from the last index {last} "
-                f"(max {policy.max_jump_bps} bps unless {policy.jump_quorum} sources agree)"
+        distance = abs(q.price_e9 - reference)
+        if q.status is QuoteStatus.ACCEPTED and distance * BPS > limit_bps * reference:
+            judged.append(
+                replace(q, status=QuoteStatus.DEVIATING, reason=reason(distance * BPS // reference))
             )
-            judged.append(replace(q, status=QuoteStatus.DEVIATING, reason=reason))
         else:
             judged.append(q)
     return judged
