@@ -28,6 +28,7 @@ from services.oracle.core import median
 from services.oracle.ports import SourceFailure, SourceQuote
 from services.oracle.service import OracleService
 from services.oracle.wiring import policy_from, sources_from
+from tests.integration.chain import funded_key
 
 ONE_ETH = 10**18
 
@@ -40,9 +41,7 @@ def w3(settings: Settings) -> Web3:
 @pytest.fixture
 def operator_key(w3: Web3) -> str:
     """A new account with 100 ETH, set directly in anvil's state (no transaction, no nonce)."""
-    account = Account.create()
-    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * ONE_ETH)])  # type: ignore[arg-type]
-    return "0x" + bytes(account.key).hex()
+    return funded_key(w3)
 
 
 def deploy_feed(w3: Web3, key: str, *, decimals: int = 8, answer: int = 6_500_000_000_000) -> Contract:

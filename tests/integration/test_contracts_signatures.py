@@ -17,9 +17,9 @@ from services.chain import client
 from services.common.codes import GatewayReject
 from services.common.settings import Settings
 from services.gateway.core import typed_data as td
-from tests.unit.chain.vault_kit import VaultKit, cancel_tuple, key_hex, order_tuple, withdrawal_tuple
+from tests.integration.chain import funded_key
+from tests.unit.chain.vault_kit import VaultKit, cancel_tuple, order_tuple, withdrawal_tuple
 
-ONE_ETH = 10**18
 NONCE = 1_795_392_000_000_000
 
 
@@ -28,9 +28,7 @@ def kit(infra: Any) -> VaultKit:
     w3 = client.connect(infra.eth_rpc_url)
 
     def funded() -> str:
-        account = Account.create()
-        w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * ONE_ETH)])  # type: ignore[arg-type]
-        return key_hex(account)
+        return funded_key(w3)
 
     return VaultKit(w3, funded(), funded(), new_key=funded)
 

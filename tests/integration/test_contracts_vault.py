@@ -23,27 +23,19 @@ from services.chain import client, deploy, deployments
 from services.chain.artifacts import load
 from services.common.settings import REPO_ROOT, Settings
 from services.gateway.core import typed_data as td
+from tests.integration.chain import funded_key
 from tests.unit.chain.vault_kit import (
     ONE_USDC,
     SHARES_PER_UNIT,
     VaultKit,
     cancel_tuple,
     error_selector,
-    key_hex,
 )
-
-ONE_ETH = 10**18
 
 
 @pytest.fixture
 def w3(settings: Settings) -> Web3:
     return client.connect(settings.eth_rpc_url)
-
-
-def funded_key(w3: Web3) -> str:
-    account = Account.create()
-    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * ONE_ETH)])  # type: ignore[arg-type]
-    return key_hex(account)
 
 
 @pytest.fixture

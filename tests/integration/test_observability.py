@@ -21,8 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 from cassandra.cluster import Session
-from eth_account import Account
-from web3 import Web3
 
 from deploy.local.launcher import Endpoints
 from services.chain import client
@@ -31,6 +29,7 @@ from services.common.bus import Bus
 from services.common.settings import REPO_ROOT, Settings
 from services.common.stores import cassandra
 from services.common.topics import TOPICS, ensure_topics
+from tests.integration.chain import funded_key
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,6 @@ class Running:
     process: subprocess.Popen[bytes]
     base_url: str
     log: Path
-
-
-def funded_key(w3: Web3) -> str:
-    """A new account with 100 ETH, set directly in anvil's state (no transaction, no nonce race)."""
-    account = Account.create()
-    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * 10**18)])  # type: ignore[arg-type]
-    return "0x" + bytes(account.key).hex()
 
 
 @pytest.fixture(scope="module")

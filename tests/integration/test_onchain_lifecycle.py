@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from eth_account import Account
 from web3 import Web3
 
 from services.chain import artifacts, client
@@ -30,19 +29,13 @@ from services.risk.service import rebuild
 from services.settlement.service import SettlementService
 from services.settlement.vault import GWEI, GasPolicy, VaultClient
 from services.watcher.service import WatcherService, Web3Chain
+from tests.integration.chain import funded_key
 from tests.integration.stack import exchange
 from tests.integration.test_risk_service import Tail
 from tests.kit import Commands, limit_order, order_id
 
 USDC = 1_000_000
 PRICE = 650_000
-
-
-def funded_key(w3: Web3) -> str:
-    """A new account with 100 ETH, set directly in anvil's state (no transaction, no nonce race)."""
-    account = Account.create()
-    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * 10**18)])  # type: ignore[arg-type]
-    return "0x" + bytes(account.key).hex()
 
 
 def eventually(check: Callable[[], bool], what: str, timeout_s: float = 90) -> None:

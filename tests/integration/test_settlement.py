@@ -36,17 +36,10 @@ from services.settlement.core import Batch
 from services.settlement.service import SettlementService
 from services.settlement.store import BatchProjection
 from services.settlement.vault import GWEI, GasPolicy, RevertedError, VaultClient
+from tests.integration.chain import funded_key
 from tests.unit.settlement.risk_stream import RiskPartition
 
 USDC = 1_000_000
-ONE_ETH = 10**18
-
-
-def funded_key(w3: Web3) -> str:
-    """A new account with 100 ETH, set directly in anvil's state (no transaction, no nonce)."""
-    account = Account.create()
-    w3.provider.make_request("anvil_setBalance", [account.address, hex(100 * ONE_ETH)])  # type: ignore[arg-type]
-    return "0x" + bytes(account.key).hex()
 
 
 def trader_in(partition: int) -> tuple[str, str]:

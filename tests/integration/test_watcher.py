@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
-from eth_account import Account
 from web3 import Web3
 
 from services.chain import client
@@ -33,8 +32,8 @@ from services.common.settings import REPO_ROOT, Settings
 from services.common.topics import ACCOUNTS_EVENTS
 from services.watcher.deposit import DepositDone, deposit
 from services.watcher.service import DeepReorgError, WatcherService, Web3Chain, find_last_emitted
+from tests.integration.chain import funded_key
 
-ONE_ETH = 10**18
 ONE_USDC = 1_000_000
 
 
@@ -90,12 +89,6 @@ def rpc(w3: Web3, method: str, *params: Any) -> Any:
     response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
     assert "error" not in response, response
     return response["result"]
-
-
-def funded_key(w3: Web3) -> str:
-    account = Account.create()
-    rpc(w3, "anvil_setBalance", account.address, hex(100 * ONE_ETH))
-    return "0x" + bytes(account.key).hex()
 
 
 def exchange_on(w3: Web3, tmp_path: Path) -> tuple[ExchangeDeployment, Path]:
