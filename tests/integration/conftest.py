@@ -15,6 +15,7 @@ from services.common.settings import Settings
 from services.common.stores import cassandra, clickhouse
 from services.common.topics import TOPICS, ensure_topics
 from tests.integration.infra import session_infrastructure
+from tests.integration.readback import delete_prefixed_topics
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +48,13 @@ def settings(infra: Endpoints, session_keyspace: str) -> Settings:
 
 
 @pytest.fixture
-def bus(settings: Settings) -> Bus:
-    """A bus whose declared topics exist (created under the test's prefix)."""
+def bus(settings: Settings) -> Iterator[Bus]:
+    """A bus whose declared topics exist (created under the test's prefix, deleted after it: a
+    broker kept between runs would otherwise gather thousands of partitions and run out of files)."""
     bus = Bus(settings)
     ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
-    return bus
+    yield bus
+    delete_prefixed_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
 
 
 @pytest.fixture(scope="session")

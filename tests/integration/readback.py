@@ -6,6 +6,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.common.bus import Bus, Inbound, decode_message
 from services.common.topics import TopicSpec
@@ -70,3 +71,13 @@ def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 6
                 raise
         time.sleep(0.05)
     raise TimeoutError(f"{spec.name} did not grow past {beyond} in {timeout_s} s")
+
+
+def delete_prefixed_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic named `<prefix>…` (a test's own); waits for the deletions to be accepted."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+        future.result()

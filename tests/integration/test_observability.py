@@ -30,6 +30,7 @@ from services.common.settings import REPO_ROOT, Settings
 from services.common.stores import cassandra
 from services.common.topics import TOPICS, ensure_topics
 from tests.integration.chain import funded_key
+from tests.integration.readback import delete_prefixed_topics
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def stack(
             except subprocess.TimeoutExpired:
                 service.process.kill()
         cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        delete_prefixed_topics(infra.kafka_bootstrap, prefix)
 
 
 def wait_for(service: Running, path: str, timeout_s: float = 90) -> httpx.Response:
