@@ -237,8 +237,15 @@ class TypedProducer:
             self._producer.init_transactions(timeout_s)
 
     def send(self, out: Outbound, correlation_id: bytes | None = None) -> None:
-        """Queue `out`; delivery is confirmed by `flush` or by committing the transaction."""
-        self._producer.produce(**encode_outbound(self.bus, out, correlation_id))
+        """Queue `out`; delivery is confirmed by `flush` or by committing the transaction. When the
+        local queue is full (a burst larger than librdkafka buffers), wait for deliveries to make room."""
+        record = encode_outbound(self.bus, out, correlation_id)
+        while True:
+            try:
+                self._producer.produce(**record)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
         self._producer.poll(0)
 
     @contextmanager
