@@ -1,16 +1,20 @@
 """Structured logging: JSON lines (or console when LOG_JSON=false), one field set for all services.
 
 Fields bound in structlog's contextvars appear on every line logged while they are bound, stdlib
-loggers included: `service` for the process, `correlation_id` while a record is handled
-(`correlation`, used by the exactly-once loop in services/common/bus.py).
+loggers included: `service` for the process; and `correlation_id` while a record is handled
+(`correlation`, used by the exactly-once loop in services/common/bus.py for every record). That one
+is held raw in a plain ContextVar and rendered only when a line is actually logged: binding it
+through structlog cost ~5 µs a record on the hot path, about as much as matching an order.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
@@ -24,6 +28,7 @@ def configure_logging(settings: Settings, *, service: str) -> None:
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_correlation_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -55,11 +60,25 @@ def render_correlation_id(raw: bytes) -> str:
     return raw.hex()
 
 
+_CORRELATION: ContextVar[bytes | None] = ContextVar("cxpt_correlation_id", default=None)
+
+
 @contextmanager
 def correlation(raw: bytes | None) -> Iterator[None]:
     """Log lines inside the block carry `correlation_id` (nothing is bound when `raw` is None)."""
     if raw is None:
         yield
         return
-    with structlog.contextvars.bound_contextvars(correlation_id=render_correlation_id(raw)):
+    token = _CORRELATION.set(raw)
+    try:
         yield
+    finally:
+        _CORRELATION.reset(token)
+
+
+def add_correlation_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the bound correlation id, rendered for the line being logged."""
+    raw = _CORRELATION.get()
+    if raw is not None:
+        event.setdefault("correlation_id", render_correlation_id(raw))
+    return event
