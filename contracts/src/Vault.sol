@@ -113,6 +113,7 @@ contract Vault is
     error ZeroAmount();
     error TransferAmountMismatch(uint256 expected, uint256 received);
     error InsufficientBalance(address trader, uint256 balance, uint256 needed);
+    error InsufficientLiquidity(uint256 held, uint256 needed);
     error LengthMismatch(uint256 traders, uint256 deltas);
     error BatchAlreadySettled(bytes32 batchId);
     error BatchNotBalanced(int256 sum);
@@ -181,6 +182,10 @@ contract Vault is
         if (signer != w.trader) revert SignerMismatch(signer, w.trader);
         $.withdrawalPaid[w.withdrawalId] = true;
         shares = _debit(w.trader, w.amount);
+        // A balance can exceed the USDC held while CLEARING or INSURANCE is negative (owed by open
+        // positions not yet settled): refuse clearly rather than with the token's transfer error.
+        uint256 held = $.usdc.balanceOf(address(this));
+        if (held < w.amount) revert InsufficientLiquidity(held, w.amount);
         if (w.asCxpt) {
             address treasury = $.treasury;
             if (treasury == address(0)) revert TreasuryUnset();

@@ -163,6 +163,19 @@ def test_withdraw_as_cxpt_mints_cxpt_backed_by_the_usdc_sent_to_the_treasury(kit
     assert kit.balance(bob) == 7 * ONE_USDC
 
 
+def test_a_withdrawal_beyond_the_usdc_held_is_refused_clearly(kit: VaultKit) -> None:
+    # State: Alice deposited 5 USDC; a batch credits Bob 8 USDC of PnL out of CLEARING, which goes
+    # to −8 (his counterparty's position is still open): Bob's balance exceeds the USDC held.
+    alice, bob = kit.new_key(), kit.new_key()
+    kit.deposit(alice, 5 * ONE_USDC)
+    kit.settle([(bob, 8 * ONE_USDC)], clearing=-8 * ONE_USDC)
+    assert kit.balance(bob) == 8 * ONE_USDC and kit.usdc_held() == 5 * ONE_USDC
+    # Action: Bob withdraws 6 USDC. Expectation: InsufficientLiquidity(held, needed), nothing moved.
+    _, args, signature = kit.withdrawal(bob, 6 * ONE_USDC)
+    kit.expect_revert(kit.vault.functions.withdraw(args, signature), kit.settler_key, "InsufficientLiquidity")
+    assert kit.balance(bob) == 8 * ONE_USDC and kit.usdc_held() == 5 * ONE_USDC
+
+
 def test_withdraw_reverts(kit: VaultKit) -> None:
     alice, mallory = kit.new_key(), kit.new_key()
     kit.deposit(alice, 5 * ONE_USDC)

@@ -152,7 +152,7 @@ class VaultMachine(RuleBasedStateMachine):
     def withdraw(self, i: int, share: float, as_cxpt: bool) -> None:
         # State: any. Action: a signed withdrawal of part of a balance. Expectation: paid exactly in
         # USDC or CXPT (its USDC then at the treasury); refused while paused; more than the balance
-        # refused.
+        # refused; more than the USDC held (negative exchange accounts) refused, nothing moved.
         trader = self.traders[i]
         if self.model[trader] == 0:
             return
@@ -161,6 +161,9 @@ class VaultMachine(RuleBasedStateMachine):
         call = self.kit.vault.functions.withdraw(args, signature)
         if self.paused:
             self.kit.expect_revert(call, self.settler, "EnforcedPause")
+            return
+        if amount > self.kit.usdc_held():
+            self.kit.expect_revert(call, self.settler, "InsufficientLiquidity")
             return
         receipt = self.kit.send(call, self.settler)
         (event,) = self.kit.vault.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
