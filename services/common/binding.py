@@ -1,4 +1,4 @@
-"""Convert between the generated record dataclasses (`records.py`) and fastavro's dicts.
+"""Convert between the generated record structs (`records.py`) and fastavro's dicts.
 
 A record inside a union of several records travels as fastavro's `(full name, dict)` tuple, which
 is also what the serde returns on decode; enums travel as their symbol strings.
@@ -13,13 +13,15 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from msgspec import Struct
+
 from services.common import records
 from services.common.schemas import NAMESPACE
 
 _CLASSES: dict[str, type[Any]] = {
     name: cls
     for name, cls in vars(records).items()
-    if isinstance(cls, type) and dataclasses.is_dataclass(cls)
+    if isinstance(cls, type) and issubclass(cls, Struct) and cls is not Struct
 }
 
 
@@ -44,15 +46,15 @@ def _plan(cls: type[Any]) -> tuple[_Field, ...]:
 def _make_plan(cls: type[Any]) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(cls, vars(records))
     plan = []
-    for field in dataclasses.fields(cls):
-        hint = hints[field.name]
+    for name in cls.__struct_fields__:
+        hint = hints[name]
         many = typing.get_origin(hint) is list
         if many:
             (hint,) = typing.get_args(hint)
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
         enums = [o for o in options if isinstance(o, type) and issubclass(o, Enum)]
-        recs = tuple(o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o))
-        plan.append(_Field(field.name, enums[0] if enums else None, recs, len(recs) > 1, many))
+        recs = tuple(o for o in options if isinstance(o, type) and issubclass(o, Struct))
+        plan.append(_Field(name, enums[0] if enums else None, recs, len(recs) > 1, many))
     return tuple(plan)
 
 

@@ -3,8 +3,10 @@
     python -m services.common.codegen          # rewrite records.py
     python -m services.common.codegen --check  # exit 1 if records.py is stale (the tests run this)
 
-Each Avro enum becomes a `StrEnum` whose values are the Avro symbols; each record a slotted
-dataclass, frozen for the type checker (`record`), with the Avro field names in Avro order.
+Each Avro enum becomes a `StrEnum` whose values are the Avro symbols; each record a frozen,
+keyword-only `msgspec.Struct` (built in C: ~3x cheaper to construct than a slotted dataclass, and
+never tracked by the garbage collector — records hold no cycles), with the Avro field names in
+Avro order.
 Avro `long`/`int` become `int` (amounts are integers: ticks, lots, micro-USDC); `double` becomes
 `float` and exists only for metrics such as implied volatility, never for money. Logical types are
 documented, not converted.
@@ -63,8 +65,7 @@ def _enum_source(schema: dict[str, Any]) -> str:
 
 def _record_source(schema: dict[str, Any]) -> str:
     lines = [
-        "@record",
-        f"class {schema['name']}:",
+        f"class {schema['name']}(Struct, kw_only=True, frozen=True, gc=False):",
         f'    """{schema["doc"]}"""',
         "",
     ]
@@ -112,17 +113,9 @@ def generate(schema_dir: Path = SCHEMA_DIR) -> str:
         "",
         "from __future__ import annotations",
         "",
-        "from dataclasses import dataclass",
         "from enum import StrEnum",
-        "from typing import TypeVar, dataclass_transform",
         "",
-        '_T = TypeVar("_T")',
-        "",
-        "",
-        "@dataclass_transform(frozen_default=True, kw_only_default=True)",
-        "def record(cls: type[_T]) -> type[_T]:",
-        '    """Immutable to the type checker; a plain slotted dataclass at run time (3x faster)."""',
-        "    return dataclass(slots=True, kw_only=True)(cls)",
+        "from msgspec import Struct",
     ]
     for schema in _ordered(schemas):
         source = _enum_source(schema) if schema["type"] == "enum" else _record_source(schema)

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar, dataclass_transform
 
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True, kw_only_default=True)
-def record(cls: type[_T]) -> type[_T]:
-    """Immutable to the type checker; a plain slotted dataclass at run time (3x faster)."""
-    return dataclass(slots=True, kw_only=True)(cls)
+from msgspec import Struct
 
 
 class BatchStatus(StrEnum):
@@ -98,8 +90,7 @@ class TimeInForce(StrEnum):
     GTT = "GTT"
 
 
-@record
-class DepositConfirmed:
+class DepositConfirmed(Struct, kw_only=True, frozen=True, gc=False):
     """Event: a Vault deposit reached confirmation depth (or a dev credit)."""
 
     amount: int
@@ -114,8 +105,7 @@ class DepositConfirmed:
     """Block of the deposit."""
 
 
-@record
-class WithdrawalRequested:
+class WithdrawalRequested(Struct, kw_only=True, frozen=True, gc=False):
     """Event: risk reserved free collateral for a signed withdrawal; settlement pays it out on-chain."""
 
     withdrawal_id: str
@@ -132,8 +122,7 @@ class WithdrawalRequested:
     """The trader's EIP-712 signature, which the Vault verifies again on-chain. Empty in records written before it was carried."""
 
 
-@record
-class OrderRejected:
+class OrderRejected(Struct, kw_only=True, frozen=True, gc=False):
     """Event: an order command was refused, with a stable code (risk: 2xxx, matcher: 3xxx)."""
 
     order_id: str | None = None
@@ -150,8 +139,7 @@ class OrderRejected:
     """Human-readable explanation."""
 
 
-@record
-class BalanceChanged:
+class BalanceChanged(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): a trader's USDC buckets changed; values after the change, micro-USDC."""
 
     trader: str
@@ -172,8 +160,7 @@ class BalanceChanged:
     """The order id, withdrawal id or deposit id that caused it."""
 
 
-@record
-class InventoryChanged:
+class InventoryChanged(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): a trader's synth holdings on a spot market changed; lots, after the change."""
 
     trader: str
@@ -192,8 +179,7 @@ class InventoryChanged:
     """The order id or deposit id that caused it."""
 
 
-@record
-class PositionChanged:
+class PositionChanged(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): a fill changed a perpetual, future or option position; values after the fill."""
 
     trader: str
@@ -218,8 +204,7 @@ class PositionChanged:
     """Price of the fill in ticks."""
 
 
-@record
-class InsuranceDrawn:
+class InsuranceDrawn(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk, a flag): the INSURANCE account paid micro-USDC that a trader could not."""
 
     trader: str
@@ -236,8 +221,7 @@ class InsuranceDrawn:
     """LOSS_BEYOND_COLLATERAL (a position closed at a loss beyond its collateral) or FILL_NOT_COVERED (a fee or premium beyond the reservation and free balance)."""
 
 
-@record
-class PositionUnderCollateralized:
+class PositionUnderCollateralized(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk, a flag): a fill opened exposure whose collateral the trader could not fully fund."""
 
     trader: str
@@ -252,8 +236,7 @@ class PositionUnderCollateralized:
     """Micro-USDC of collateral missing."""
 
 
-@record
-class FundingPaid:
+class FundingPaid(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): a position paid (amount < 0) or received (amount > 0) one funding interval's payment."""
 
     trader: str
@@ -276,8 +259,7 @@ class FundingPaid:
     """The position's cumulative realized PnL after the payment (funding counts as realized)."""
 
 
-@record
-class LiquidationAlert:
+class LiquidationAlert(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): at the latest mark, a position has lost a large share of its collateral; at the liquidation level risk also sends a reduce-only market order to close it."""
 
     trader: str
@@ -302,8 +284,7 @@ class LiquidationAlert:
     """The liquidation order, when action is LIQUIDATING."""
 
 
-@record
-class WithdrawalPaid:
+class WithdrawalPaid(Struct, kw_only=True, frozen=True, gc=False):
     """Event (chain watcher): the Vault paid a requested withdrawal on-chain, confirmed; risk takes it out of the ledger."""
 
     trader: str
@@ -324,8 +305,7 @@ class WithdrawalPaid:
     """Block of the transaction."""
 
 
-@record
-class WithdrawalFailed:
+class WithdrawalFailed(Struct, kw_only=True, frozen=True, gc=False):
     """Event (settlement): a requested withdrawal cannot be paid on-chain (deadline passed, signature refused, …); risk returns the amount to free."""
 
     trader: str
@@ -340,8 +320,7 @@ class WithdrawalFailed:
     """Human-readable detail (revert data, …)."""
 
 
-@record
-class ExchangeAccountsChanged:
+class ExchangeAccountsChanged(Struct, kw_only=True, frozen=True, gc=False):
     """Event (risk): a risk partition's exchange accounts after one of its transactions changed them (key ~exchange:<partition>); settlement sums the deltas into its batches."""
 
     partition: int
@@ -360,8 +339,7 @@ class ExchangeAccountsChanged:
     """Change of INSURANCE in this transaction."""
 
 
-@record
-class AccountEvent:
+class AccountEvent(Struct, kw_only=True, frozen=True, gc=False):
     """An event on a trader's account (topic accounts.events, keyed by trader)."""
 
     event_id: str
@@ -374,8 +352,7 @@ class AccountEvent:
     """The event."""
 
 
-@record
-class AmendOrder:
+class AmendOrder(Struct, kw_only=True, frozen=True, gc=False):
     """Command: change an open order's price and/or size. A new price loses time priority; a smaller size keeps it."""
 
     market: str
@@ -392,8 +369,7 @@ class AmendOrder:
     """EIP-712 signature the gateway verified."""
 
 
-@record
-class ApplyFunding:
+class ApplyFunding(Struct, kw_only=True, frozen=True, gc=False):
     """Command from funding/expiry: settle one funding interval of a perpetual (exactly once per market and interval)."""
 
     interval_start: int
@@ -410,8 +386,7 @@ class ApplyFunding:
     """TWAP of the index over the interval, ticks (for audit)."""
 
 
-@record
-class CancelAllOrders:
+class CancelAllOrders(Struct, kw_only=True, frozen=True, gc=False):
     """Command: cancel all of the trader's open orders, optionally narrowed to a market and side."""
 
     market: str | None = None
@@ -424,8 +399,7 @@ class CancelAllOrders:
     """EIP-712 signature the gateway verified."""
 
 
-@record
-class CancelOrder:
+class CancelOrder(Struct, kw_only=True, frozen=True, gc=False):
     """Command: cancel one order, by venue or client order id."""
 
     market: str
@@ -440,8 +414,7 @@ class CancelOrder:
     """EIP-712 signature the gateway verified."""
 
 
-@record
-class CommandRejected:
+class CommandRejected(Struct, kw_only=True, frozen=True, gc=False):
     """Event: an admin (market) command was refused, with a stable code (matcher: 3xxx)."""
 
     reason_code: int
@@ -452,8 +425,7 @@ class CommandRejected:
     """Human-readable explanation."""
 
 
-@record
-class MarketDefinition:
+class MarketDefinition(Struct, kw_only=True, frozen=True, gc=False):
     """Static parameters of a market. Price = ticks × tick_size; size = lots × lot_size; one tick on one lot is worth quote_per_tick_lot micro-USDC exactly."""
 
     market: str
@@ -488,16 +460,14 @@ class MarketDefinition:
     """Oracle index the market references (e.g. BTC-USD); null for spot."""
 
 
-@record
-class CreateMarket:
+class CreateMarket(Struct, kw_only=True, frozen=True, gc=False):
     """Admin command: list a new market."""
 
     definition: MarketDefinition
     """The market's parameters."""
 
 
-@record
-class DeadLetter:
+class DeadLetter(Struct, kw_only=True, frozen=True, gc=False):
     """A record a consumer could not process, with why (topic dead.letters, keyed by source topic)."""
 
     source_topic: str
@@ -520,8 +490,7 @@ class DeadLetter:
     """When it was dead-lettered (wall clock of the consumer)."""
 
 
-@record
-class EngineSnapshot:
+class EngineSnapshot(Struct, kw_only=True, frozen=True, gc=False):
     """A stateful service's state for one input partition, written in the same transaction as the outputs and offsets it covers (topic matcher.snapshots, compacted, keyed by input partition)."""
 
     input_partition: str
@@ -538,8 +507,7 @@ class EngineSnapshot:
     """Command time of the last command the state includes."""
 
 
-@record
-class FundingApplied:
+class FundingApplied(Struct, kw_only=True, frozen=True, gc=False):
     """Event: a perpetual's funding interval settled; every open position pays or receives |size| × index × rate (risk books the payments)."""
 
     interval_start: int
@@ -556,8 +524,7 @@ class FundingApplied:
     """TWAP of the index over the interval, ticks."""
 
 
-@record
-class ImpliedVolatility:
+class ImpliedVolatility(Struct, kw_only=True, frozen=True, gc=False):
     """Black-76 implied volatility of one option trade, for metrics (topic options.iv, keyed by market). (market, trade_id) identifies it; floats on purpose: a metric, never a balance."""
 
     market: str
@@ -582,8 +549,7 @@ class ImpliedVolatility:
     """Why there is none: EXPIRED, BELOW_INTRINSIC, ABOVE_MAXIMUM, OUT_OF_RANGE, NOT_CONVERGED, NO_INDEX."""
 
 
-@record
-class IndexPrice:
+class IndexPrice(Struct, kw_only=True, frozen=True, gc=False):
     """One oracle round for one index (topic oracle.prices, keyed by index symbol): every source's quote and verdict, the median of the accepted ones, and the configured TWAPs."""
 
     index_symbol: str
@@ -598,8 +564,7 @@ class IndexPrice:
     """TWAPs over the configured windows, this round included."""
 
 
-@record
-class IndexTwap:
+class IndexTwap(Struct, kw_only=True, frozen=True, gc=False):
     """Time-weighted average of an index over a trailing window."""
 
     window_s: int
@@ -610,8 +575,7 @@ class IndexTwap:
     """Index prices that fell in the window."""
 
 
-@record
-class MarkPriceSet:
+class MarkPriceSet(Struct, kw_only=True, frozen=True, gc=False):
     """Event: the market's mark price and index price as of this entry."""
 
     mark_price: int
@@ -620,16 +584,14 @@ class MarkPriceSet:
     """Index price in ticks."""
 
 
-@record
-class MarketCreated:
+class MarketCreated(Struct, kw_only=True, frozen=True, gc=False):
     """Event: a market was listed."""
 
     definition: MarketDefinition
     """The market's parameters."""
 
 
-@record
-class MarketSettled:
+class MarketSettled(Struct, kw_only=True, frozen=True, gc=False):
     """Event: an expired future or option settled at this price; resting orders were cancelled and the market is SETTLED (risk closes every position at the price)."""
 
     settlement_price: int
@@ -638,8 +600,7 @@ class MarketSettled:
     """How the price was obtained."""
 
 
-@record
-class MarketStatusChanged:
+class MarketStatusChanged(Struct, kw_only=True, frozen=True, gc=False):
     """Event: a market's status changed."""
 
     previous: MarketStatus
@@ -650,8 +611,7 @@ class MarketStatusChanged:
     """Operator's reason."""
 
 
-@record
-class PlaceOrder:
+class PlaceOrder(Struct, kw_only=True, frozen=True, gc=False):
     """Command: place a new order."""
 
     market: str
@@ -684,8 +644,7 @@ class PlaceOrder:
     """EIP-712 signature (65 bytes r‖s‖v) the gateway verified."""
 
 
-@record
-class SetMarketStatus:
+class SetMarketStatus(Struct, kw_only=True, frozen=True, gc=False):
     """Admin command: pause, resume, settle or delete a market."""
 
     status: MarketStatus
@@ -694,8 +653,7 @@ class SetMarketStatus:
     """Operator's reason, kept in the log."""
 
 
-@record
-class SetMarkPrice:
+class SetMarkPrice(Struct, kw_only=True, frozen=True, gc=False):
     """Command from funding/expiry: the market's mark and index price now (on the market's tick grid)."""
 
     mark_price: int
@@ -704,8 +662,7 @@ class SetMarkPrice:
     """Index price in ticks (> 0); for options, the underlying's."""
 
 
-@record
-class SettleMarket:
+class SettleMarket(Struct, kw_only=True, frozen=True, gc=False):
     """Command from funding/expiry: cash-settle an expired future or option at a settlement price."""
 
     settlement_price: int
@@ -714,8 +671,7 @@ class SettleMarket:
     """How the price was obtained, e.g. 'TWAP of BTC-USD over 1800 s before expiry'."""
 
 
-@record
-class MatcherCommand:
+class MatcherCommand(Struct, kw_only=True, frozen=True, gc=False):
     """A command for one market's book (topic matcher.commands, keyed by market): trader commands that passed pre-trade risk, and admin commands."""
 
     command_id: str
@@ -730,8 +686,7 @@ class MatcherCommand:
     """The command."""
 
 
-@record
-class OffsetRange:
+class OffsetRange(Struct, kw_only=True, frozen=True, gc=False):
     """A range [from_offset, to_offset) of one partition of a topic."""
 
     partition: int
@@ -742,8 +697,7 @@ class OffsetRange:
     """First offset NOT covered."""
 
 
-@record
-class OracleQuote:
+class OracleQuote(Struct, kw_only=True, frozen=True, gc=False):
     """One source's quote for an index in one oracle round, with the verdict on it."""
 
     source: str
@@ -762,8 +716,7 @@ class OracleQuote:
     """Human-readable detail of the verdict (empty when accepted)."""
 
 
-@record
-class OrderAccepted:
+class OrderAccepted(Struct, kw_only=True, frozen=True, gc=False):
     """Event: the book accepted an order (it may fill, rest or be cancelled next)."""
 
     order_id: str
@@ -790,8 +743,7 @@ class OrderAccepted:
     """GTT expiry."""
 
 
-@record
-class OrderAmended:
+class OrderAmended(Struct, kw_only=True, frozen=True, gc=False):
     """Event: an open order's price and/or size changed."""
 
     order_id: str
@@ -810,8 +762,7 @@ class OrderAmended:
     """False when the amendment moved the order to the back of its level."""
 
 
-@record
-class OrderCancelled:
+class OrderCancelled(Struct, kw_only=True, frozen=True, gc=False):
     """Event: an order left the book without filling completely (user cancel, IOC remainder, self-trade prevention, expiry, market closed)."""
 
     order_id: str
@@ -830,8 +781,7 @@ class OrderCancelled:
     """Stable symbolic name, e.g. USER_CANCELLED, EXPIRED."""
 
 
-@record
-class OrderFilled:
+class OrderFilled(Struct, kw_only=True, frozen=True, gc=False):
     """Event: one fill of one order (each trade fills a maker and a taker)."""
 
     order_id: str
@@ -856,8 +806,7 @@ class OrderFilled:
     """Fee charged for this fill, micro-USDC (rounded up)."""
 
 
-@record
-class OrderRested:
+class OrderRested(Struct, kw_only=True, frozen=True, gc=False):
     """Event: (the rest of) an order now rests on the book."""
 
     order_id: str
@@ -872,8 +821,7 @@ class OrderRested:
     """Lots resting."""
 
 
-@record
-class RequestWithdrawal:
+class RequestWithdrawal(Struct, kw_only=True, frozen=True, gc=False):
     """Command: withdraw free collateral from the Vault, as USDC or minted CXPT."""
 
     withdrawal_id: str
@@ -890,8 +838,7 @@ class RequestWithdrawal:
     """EIP-712 signature the gateway verified."""
 
 
-@record
-class RiskStateRecord:
+class RiskStateRecord(Struct, kw_only=True, frozen=True, gc=False):
     """The risk service's state for one key of one partition (topic risk.changelog, compacted): a trader's ledger, or the partition-global state under ~partition:<p>. Written in the same transaction as the outputs and input offsets it reflects; recovery reads the partition to its end, last value per key."""
 
     key: str
@@ -902,8 +849,7 @@ class RiskStateRecord:
     """The encoded state (services/risk/core/state.py export format)."""
 
 
-@record
-class SettlementBatch:
+class SettlementBatch(Struct, kw_only=True, frozen=True, gc=False):
     """A net settlement batch and its status (topic settlement.batches, keyed by batch id): the accounts.events ranges it covers, the per-trader and exchange-account deltas (summing to 0), and where it is on-chain."""
 
     batch_id: str
@@ -932,8 +878,7 @@ class SettlementBatch:
     """When this status was recorded (the settlement service's clock)."""
 
 
-@record
-class TradeExecuted:
+class TradeExecuted(Struct, kw_only=True, frozen=True, gc=False):
     """Event: a maker and a taker order matched."""
 
     trade_id: int
@@ -960,8 +905,7 @@ class TradeExecuted:
     """Taker fee, micro-USDC."""
 
 
-@record
-class TradeLogEntry:
+class TradeLogEntry(Struct, kw_only=True, frozen=True, gc=False):
     """One entry of the trade log (topic trade.log, keyed by market): every event one command caused, in the order the book produced them. The exchange's source of truth; risk.postings carries the same entries to the risk partitions of the traders they concern."""
 
     market: str
@@ -978,8 +922,7 @@ class TradeLogEntry:
     """The events, in book order (at least one)."""
 
 
-@record
-class TraderCommand:
+class TraderCommand(Struct, kw_only=True, frozen=True, gc=False):
     """A trader's command, from the gateway to risk (topic orders.commands, keyed by trader)."""
 
     command_id: str
@@ -992,8 +935,7 @@ class TraderCommand:
     """The command."""
 
 
-@record
-class TraderDelta:
+class TraderDelta(Struct, kw_only=True, frozen=True, gc=False):
     """A trader's net USDC change in a settlement batch."""
 
     trader: str

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from msgspec.structs import replace
+
 from services.common.money import Lots, MicroUsdc, Ticks, unrealized_pnl
 from services.common.records import (
     CancelAllOrders,
@@ -597,9 +599,7 @@ class Backtest:
 
 
 def _with_nonce(body: Any, nonce: int) -> Any:
-    fields = {name: getattr(body, name) for name in body.__dataclass_fields__}
-    fields["nonce"] = nonce
-    return type(body)(**fields)
+    return replace(body, nonce=nonce)
 
 
 def _trade(market: str, ts: int, e: TradeExecuted) -> Trade:

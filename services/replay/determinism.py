@@ -10,17 +10,18 @@ hash the service recorded at that offset. Pure: the caller reads the files or to
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct
+
 from services.common.records import MatcherCommand, TradeLogEntry
 from services.matcher.core.engine import MatchingEngine, log_entry
 from services.replay.market_data import partition_of
 
-_ENTRY_FIELDS = [f.name for f in dataclasses.fields(TradeLogEntry)]
+_ENTRY_FIELDS = list(TradeLogEntry.__struct_fields__)
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,9 @@ def first_difference(recorded: Any, replayed: Any, path: str = "") -> tuple[str,
         return None
     if type(recorded) is not type(replayed):
         return (path or "type", recorded, replayed)
-    if dataclasses.is_dataclass(recorded) and not isinstance(recorded, type):
-        for f in dataclasses.fields(recorded):
-            found = first_difference(
-                getattr(recorded, f.name), getattr(replayed, f.name), _join(path, f.name)
-            )
+    if isinstance(recorded, Struct):
+        for name in recorded.__struct_fields__:
+            found = first_difference(getattr(recorded, name), getattr(replayed, name), _join(path, name))
             if found is not None:
                 return found
     if isinstance(recorded, list | tuple):

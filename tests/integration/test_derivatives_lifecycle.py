@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from cassandra.cluster import Session
+from msgspec.structs import replace
 
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer

@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer

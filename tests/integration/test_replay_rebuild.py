@@ -13,12 +13,12 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cassandra.cluster import Session
+from msgspec.structs import replace
 
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer

@@ -19,10 +19,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from msgspec.structs import replace
 
 from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Inbound, Outbound, TypedProducer, decode_message

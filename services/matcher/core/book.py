@@ -16,54 +16,37 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator
 
+import msgspec
+
 from services.common.records import SelfTradePrevention, Side
 
 
-class RestingOrder:
-    """An order the book holds (or is matching as the taker). Mutable: fills change it."""
+class RestingOrder(msgspec.Struct, gc=False):
+    """An order the book holds (or is matching as the taker). Mutable: fills change it.
 
-    __slots__ = (
-        "arrival",
-        "client_order_id",
-        "cum_qty",
-        "expire_at",
-        "leaves_qty",
-        "order_id",
-        "price",
-        "side",
-        "size",
-        "stp",
-        "trader",
-    )
+    A C-level struct built positionally (~3x cheaper than a Python `__init__`: one per order
+    placed); untracked by the garbage collector, as it holds no references back to the book.
+    """
 
-    def __init__(  # noqa: PLR0917 - positional: built per order; keywords cost a third of the call
-        self,
-        order_id: str,
-        client_order_id: str,
-        trader: str,
-        side: Side,
-        price: int,
-        size: int,
-        expire_at: int | None,
-        stp: SelfTradePrevention,
-        arrival: int,
-    ) -> None:
-        self.order_id = order_id
-        self.client_order_id = client_order_id
-        self.trader = trader
-        self.side = side
-        self.price = price
-        self.size = size
-        self.leaves_qty = size
-        self.cum_qty = 0
-        self.expire_at = expire_at
-        self.stp = stp
-        self.arrival = arrival
+    order_id: str
+    client_order_id: str
+    trader: str
+    side: Side
+    price: int
+    size: int
+    expire_at: int | None
+    stp: SelfTradePrevention
+    arrival: int
+    leaves_qty: int
+    cum_qty: int = 0
 
     def state(self) -> tuple[object, ...]:
         """Every field, in a fixed order (for hashing and comparison)."""
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in ORDER_FIELDS)
 
+
+ORDER_FIELDS = tuple(sorted(RestingOrder.__struct_fields__))
+"""Field order of a resting order in a snapshot and in `state()` (sorted names, so stable)."""
 
 Level = OrderedDict[str, RestingOrder]
 

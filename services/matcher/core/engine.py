@@ -59,7 +59,7 @@ from services.common.records import (
     TradeExecuted,
     TradeLogEntry,
 )
-from services.matcher.core.book import OrderBook, RestingOrder
+from services.matcher.core.book import ORDER_FIELDS, OrderBook, RestingOrder
 
 Event = (
     MarketCreated
@@ -229,6 +229,7 @@ class MatchingEngine:
             order.expire_at,
             order.stp,
             market.arrivals,
+            order.size,
         )
         events.append(_accepted(trader, order))
         stopped_by_stp = self._match(market, taker, events) if crosses else False
@@ -625,9 +626,6 @@ def log_entry(command: MatcherCommand, result: CommandResult, source: str) -> Tr
 
 # -- snapshots: the engine's state as plain data, and back ----------------------------------------
 
-ORDER_FIELDS = RestingOrder.__slots__
-"""Field order of a resting order in a snapshot (sorted slot names, so stable)."""
-
 
 def export_state(engine: MatchingEngine) -> list[dict[str, Any]]:
     """Every market's state as plain data; `import_state` rebuilds an engine with the same hash."""
@@ -680,8 +678,9 @@ def import_state(exported: list[dict[str, Any]]) -> MatchingEngine:
                 fields["expire_at"],
                 SelfTradePrevention(fields["stp"]),
                 fields["arrival"],
+                fields["leaves_qty"],
+                fields["cum_qty"],
             )
-            order.leaves_qty, order.cum_qty = fields["leaves_qty"], fields["cum_qty"]
             market.book.add(order)
         engine.markets[definition.market] = market
     return engine

@@ -30,7 +30,8 @@ that disagree by more than the threshold leave no majority, and both are DEVIATI
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from services.common.records import OracleQuote, QuoteStatus
 from services.common.twap import round_half_down

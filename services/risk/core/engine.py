@@ -24,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from msgspec.structs import replace
 
 from services.common.codes import GatewayReject, RiskReject
 from services.common.money import Lots, MicroUsdc, Ticks, unrealized_pnl

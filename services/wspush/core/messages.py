@@ -19,10 +19,11 @@ integers in the records' units (ticks, lots, micro-USDC); enums are their names.
 
 from __future__ import annotations
 
-import dataclasses
 from enum import Enum
 from functools import cache
 from typing import Any
+
+from msgspec import Struct
 
 from services.common.records import (
     BalanceChanged,
@@ -120,8 +121,8 @@ def depth_snapshot(depth: MarketDepth | None) -> dict[str, Any]:
 
 
 @cache
-def _names(cls: type) -> tuple[tuple[str, str], ...]:
-    return tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
+def _names(cls: type[Struct]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, _camel(name)) for name in cls.__struct_fields__)
 
 
 def _camel(name: str) -> str:
@@ -132,7 +133,7 @@ def _camel(name: str) -> str:
 def _json(value: object) -> Any:
     if isinstance(value, Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, Struct):
         return fields(value)
     if isinstance(value, bytes):
         return "0x" + value.hex()

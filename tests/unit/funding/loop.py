@@ -3,8 +3,9 @@ and the engine's trade-log entries come back to the scheduler, as on the topics.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+
+from msgspec import structs
 
 from services.common.presets import preset
 from services.common.records import (
@@ -34,13 +35,13 @@ BTC_PERP = preset("BTC-PERP")
 
 def btc_future(expiry: int) -> MarketDefinition:
     """BTC-20261123: a dated future on BTC-USD, the perpetual's grid."""
-    return dataclasses.replace(BTC_PERP, market="BTC-20261123", kind=MarketKind.FUTURE, expiry=expiry)
+    return structs.replace(BTC_PERP, market="BTC-20261123", kind=MarketKind.FUTURE, expiry=expiry)
 
 
 def btc_option(expiry: int, strike: int, option_type: OptionType) -> MarketDefinition:
     """A European BTC-USD option on the perpetual's tick grid (strike in ticks)."""
     suffix = "C" if option_type is OptionType.CALL else "P"
-    return dataclasses.replace(
+    return structs.replace(
         BTC_PERP, market=f"BTC-20261123-{strike}-{suffix}", kind=MarketKind.OPTION, expiry=expiry,
         strike=strike, option_type=option_type,
     )  # fmt: skip

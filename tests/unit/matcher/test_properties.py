@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from msgspec import structs
 
 from services.common.lifecycle import TERMINAL, OrderStatus, Transition, next_status
 from services.common.records import (
@@ -186,7 +187,7 @@ Step = Place | Cancel | CancelAll | Amend | SetStatus | Create
 
 def _definition(symbol: str, variant: str) -> MarketDefinition:
     """A market definition for `symbol`; names starting with 'invalid' must be refused."""
-    plain = dataclasses.replace(btc_perp(), market=symbol, base_asset=symbol.partition("-")[0])
+    plain = structs.replace(btc_perp(), market=symbol, base_asset=symbol.partition("-")[0])
     changes: dict[str, dict[str, Any]] = {
         "plain": {},
         "min size 2": {"min_size": 2},
@@ -200,7 +201,7 @@ def _definition(symbol: str, variant: str) -> MarketDefinition:
         "invalid: names another market": {"market": "SOL-PERP"},
         "invalid: zero lot value and size": {"quote_per_tick_lot": 0, "min_size": 0},
     }
-    return dataclasses.replace(plain, **changes[variant])
+    return structs.replace(plain, **changes[variant])
 
 
 VALID_DEFINITIONS = ("plain", "min size 2", "odd fees", "zero fees", "starts paused")
@@ -259,7 +260,7 @@ class FlowBuilder:
         if isinstance(step, Place | Cancel | CancelAll | Amend) and step.route is Route.OTHER:
             command = _with_body(command, market=ETH if step.market == BTC else BTC)
         self.kit.now = ts  # the kit stepped 1 ms; the step says by how much time really moves
-        return dataclasses.replace(command, ts_init=ts)
+        return structs.replace(command, ts_init=ts)
 
     def _command(self, step: Step, ts: int) -> MatcherCommand:
         # The kit wants a trader for order commands; `_sent_by` then puts the real one (or None).
@@ -366,11 +367,11 @@ def _trader(index: int) -> str | None:
 
 
 def _sent_by(trader: str | None, command: MatcherCommand) -> MatcherCommand:
-    return dataclasses.replace(command, trader=trader)
+    return structs.replace(command, trader=trader)
 
 
 def _with_body(command: MatcherCommand, **changes: Any) -> MatcherCommand:
-    return dataclasses.replace(command, body=dataclasses.replace(command.body, **changes))
+    return structs.replace(command, body=structs.replace(command.body, **changes))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from services.common.binding import to_avro
 from services.common.bus import CORRELATION_HEADER, Bus, Inbound, Outbound, TransactionalProcessor
 from services.common.logs import configure_logging, correlation, render_correlation_id
 from services.common.observability import InstrumentedApp, ObservabilityServer, observe_command
-from services.common.records import CancelOrder, MatcherCommand, OrderFilled, Side
+from services.common.records import CancelOrder, LiquiditySide, MatcherCommand, OrderFilled, Side
 from services.common.settings import Settings
 from services.common.topics import MATCHER_COMMANDS, TRADE_LOG
 from tests.kit import TS_2026_11_23, limit_order, order_id
@@ -132,7 +132,10 @@ def test_consumer_lag_is_the_end_minus_the_position_refreshed_at_most_once_a_sec
 
 def a_fill() -> OrderFilled:
     """An OrderFilled event: only its type matters to the latency hook."""
-    return OrderFilled.__new__(OrderFilled)
+    return OrderFilled(
+        order_id="o1", trader="0xb0b", trade_id=1, side=Side.BUY, liquidity_side=LiquiditySide.TAKER,
+        last_px=100, last_qty=1, cum_qty=1, leaves_qty=0, fee=0,
+    )  # fmt: skip
 
 
 def test_order_to_fill_latency_is_observed_for_marketable_orders_only() -> None:

@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from msgspec import Struct, structs
+
 from services.projector.views import (
     BalanceUpsert,
     MarketProgress,
@@ -103,4 +105,6 @@ class FakeTables:
 
 
 def _fields(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, Struct):
+        return structs.asdict(obj)
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}

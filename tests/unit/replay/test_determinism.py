@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+
+from msgspec import structs
 
 from services.common.binding import to_avro
 from services.common.records import MatcherCommand, OrderFilled, TradeLogEntry
@@ -55,8 +56,8 @@ def test_a_tampered_fee_is_reported_at_its_entry_and_field() -> None:
     events = list(entries[i].events)
     fill = events[j]
     assert isinstance(fill, OrderFilled)
-    events[j] = dataclasses.replace(fill, fee=fill.fee + 1)
-    entries[i] = dataclasses.replace(entries[i], events=events)
+    events[j] = structs.replace(fill, fee=fill.fee + 1)
+    entries[i] = structs.replace(entries[i], events=events)
 
     # Action: check it.
     result = check(commands, entries)
@@ -92,12 +93,12 @@ def test_first_difference_names_nested_fields() -> None:
     _, entries, _ = recorded_session(20)
     entry = entries[3]
     assert first_difference(entry, entry) is None
-    assert first_difference(entry, dataclasses.replace(entry, first_seq=99)) == (
+    assert first_difference(entry, structs.replace(entry, first_seq=99)) == (
         "first_seq",
         entry.first_seq,
         99,
     )
-    shorter = dataclasses.replace(entry, events=entry.events[:-1])
+    shorter = structs.replace(entry, events=entry.events[:-1])
     assert first_difference(entry, shorter) == ("events (length)", len(entry.events), len(entry.events) - 1)
 
 
@@ -108,9 +109,7 @@ def test_the_cli_checks_files_and_exits_1_on_a_divergence(tmp_path: Path) -> Non
         tmp_path / "cmds.avro", "MatcherCommand", [to_avro(c) for _, c in commands], [s for s, _ in commands]
     )
     write_container(tmp_path / "log.avro", "TradeLogEntry", [to_avro(e) for e in entries])
-    tampered = [
-        dataclasses.replace(e, ts_event=e.ts_event + 1) if k == 250 else e for k, e in enumerate(entries)
-    ]
+    tampered = [structs.replace(e, ts_event=e.ts_event + 1) if k == 250 else e for k, e in enumerate(entries)]
     write_container(tmp_path / "bad.avro", "TradeLogEntry", [to_avro(e) for e in tampered])
 
     # Action / Expectation: the faithful log passes (exit 0), the tampered one fails (exit 1).

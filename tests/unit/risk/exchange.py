@@ -13,8 +13,10 @@ them: each one's nonce is its own `ts_init` (`next_nonce()`), so nonces are uniq
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec.structs import replace
 
 from services.common.records import (
     AmendOrder,

@@ -10,10 +10,10 @@ that the trader's part of the guard is bounded and travels with the trader's sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
+from msgspec.structs import replace
 
 from services.common.records import OrderRejected, RequestWithdrawal, Side
 from services.risk.core import RiskReject
