@@ -27,7 +27,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, Literal, TypeVar
@@ -53,6 +53,7 @@ from services.client.models import (
 )
 from services.common.codes import GatewayReject
 from services.gateway.core import typed_data as td
+from services.gateway.models import MAX_BATCH_ORDERS
 
 SECOND_US: Final = 1_000_000
 DEFAULT_TIMEOUT_S: Final = 10.0
@@ -208,11 +209,11 @@ class CxptClient:
     ) -> OrderResult:
         """Place a limit order: `size_lots` lots at `price_ticks` ticks. `expire_at` (µs) with GTT only;
         `client_order_id` defaults to the order id (it must be unique among your open orders)."""
-        return self._place(
+        return self._place(*self._order_body(
             "limit", market, side, size_lots, price_ticks, tif=tif, post_only=post_only,
             reduce_only=reduce_only, client_order_id=client_order_id, expire_at=expire_at, stp=stp,
             order_id=order_id,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def place_market(
         self,
@@ -228,11 +229,48 @@ class CxptClient:
         order_id: UUID | None = None,
     ) -> OrderResult:
         """Place a market order: takes liquidity up to the protective price (the worst acceptable)."""
-        return self._place(
+        return self._place(*self._order_body(
             "market", market, side, size_lots, protective_price_ticks, tif=tif, post_only=False,
             reduce_only=reduce_only, client_order_id=client_order_id, expire_at=None, stp=stp,
             order_id=order_id,
-        )  # fmt: skip
+        ))  # fmt: skip
+
+    def place_limits(
+        self,
+        market: str,
+        quotes: Sequence[tuple[Side, int, int]],
+        *,
+        tif: TimeInForce = "GTC",
+        post_only: bool = False,
+        stp: Stp = "CANCEL_TAKER",
+    ) -> list[OrderResult]:
+        """Place up to 20 limit orders `(side, size_lots, price_ticks)` in one request (`POST
+        /orders/batch`): a market maker's quote refresh at about one order's latency. Each order is
+        signed and answered on its own, in order; a refused one comes back with status REJECTED and
+        its `code` and `reason` instead of raising (the request itself raises only when refused whole).
+        """
+        if not 1 <= len(quotes) <= MAX_BATCH_ORDERS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_ORDERS} orders, not {len(quotes)}")
+        signed = []
+        for side, size, price in quotes:
+            struct, body = self._order_body(
+                "limit", market, side, size, price, tif=tif, post_only=post_only, reduce_only=False,
+                client_order_id=None, expire_at=None, stp=stp, order_id=None,
+            )  # fmt: skip
+            signature = td.sign(self.domain, struct, self._key().key)
+            signed.append((struct, body | {"signature": "0x" + signature.hex()}))
+        payload = json.dumps({"orders": [body for _, body in signed]}, separators=(",", ":")).encode()
+        request = SignedRequest(
+            method="POST", path="/orders/batch", body=payload, idempotency_key=idempotency_key()
+        )
+        results = self._call_signed(request)["results"]
+        return [
+            OrderResult.from_json(
+                answer | {"reason": answer.get("reason") or answer.get("error")},
+                order_id=struct.order_id, client_order_id=struct.client_order_id,
+            )
+            for (struct, _), answer in zip(signed, results, strict=True)
+        ]  # fmt: skip
 
     def cancel(self, market: str, order_id: UUID | str) -> CommandResult:
         """Cancel one order by its id (`cancelled_qty` lots left the book)."""
@@ -379,7 +417,13 @@ class CxptClient:
             order_id=order_id, client_order_id=client_order_id, withdrawal_id=withdrawal_id,
         )  # fmt: skip
 
-    def _place(
+    def _place(self, struct: td.Order, body: dict[str, Any]) -> OrderResult:
+        request = self._signed(
+            "POST", "/orders", struct, body, order_id=struct.order_id, client_order_id=struct.client_order_id
+        )
+        return self._order(request)
+
+    def _order_body(
         self,
         order_type: Literal["limit", "market"],
         market: str,
@@ -394,7 +438,8 @@ class CxptClient:
         expire_at: int | None,
         stp: str,
         order_id: UUID | None,
-    ) -> OrderResult:
+    ) -> tuple[td.Order, dict[str, Any]]:
+        """A new order's struct to sign and the body that carries it (signature not yet added)."""
         oid = order_id or uuid7()
         # The exchange keeps client order ids unique among a trader's open orders, "" included: with
         # the gateway's default "" a second resting order would be refused DUPLICATE_CLIENT_ORDER_ID.
@@ -418,8 +463,7 @@ class CxptClient:
             body["postOnly"] = post_only
             if expire_at is not None:
                 body["expireAt"] = expire_at
-        request = self._signed("POST", "/orders", struct, body, order_id=oid, client_order_id=coid)
-        return self._order(request)
+        return struct, body
 
     def _order(self, request: SignedRequest) -> OrderResult:
         assert request.order_id is not None

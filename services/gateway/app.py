@@ -13,6 +13,7 @@ need a session (`POST /sessions`) and only ever show the session's trader.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -297,32 +298,32 @@ def _trader_routes(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         Answers once risk and the matcher decided (201 with the status, or a 4xx refusal), or after
         the configured wait with 202 PENDING — the order is then durably queued; poll `GET /orders`.
         """
-        struct = _struct(body.struct)
-        command = PlaceOrder(
-            market=body.market,
-            order_id=str(body.order_id),
-            client_order_id=body.client_order_id,
-            side=body.side,
-            order_type=OrderType(body.order_type.upper()),
-            price=body.price,
-            size=body.size,
-            time_in_force=TimeInForce(body.time_in_force.value),
-            post_only=getattr(body, "post_only", False),
-            reduce_only=body.reduce_only,
-            expire_at=getattr(body, "expire_at", None),
-            stp=body.stp,
-            nonce=body.nonce,
-            signature=body.signature_bytes(),
-        )
-
-        def answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
-            return _order_answer(outcome, body.order_id, body.client_order_id)
-
         return await _submit(
-            gateway, request, idempotency_key=idempotency_key, struct=struct,
-            signature=body.signature_bytes(), body=command,
-            market=body.market, order_id=str(body.order_id), answer=answer, metrics=metrics,
+            gateway, request, idempotency_key=idempotency_key, struct=_struct(body.struct),
+            signature=body.signature_bytes(), body=_place_command(body),
+            market=body.market, order_id=str(body.order_id), answer=_order_answerer(body), metrics=metrics,
         )  # fmt: skip
+
+    @app.post(
+        "/orders/batch",
+        tags=["traders"],
+        responses={200: {"model": m.OrderBatchAnswer}, 409: {"model": m.ErrorBody},
+                   422: {"model": m.ErrorBody}},
+    )  # fmt: skip
+    async def place_orders(
+        request: Request,
+        body: m.OrderBatchRequest,
+        idempotency_key: Annotated[str, Header(alias="Idempotency-Key")],
+    ) -> Response:
+        """Place up to 20 orders of one trader in one request (a market maker's quote refresh).
+
+        Each order is signed, checked, sent and answered on its own, as `POST /orders` would (its
+        `httpStatus` says what that route would have answered; the rate limit counts every order);
+        the orders travel side by side, so a batch costs about one order's latency. The request itself
+        is refused only when it is malformed (one trader, distinct nonces and order ids), when no order
+        carries a valid signature, or for its Idempotency-Key (which covers the whole batch).
+        """
+        return await _submit_batch(gateway, request, body, idempotency_key, metrics)
 
     @app.delete(
         "/orders/{order_id}",
@@ -568,6 +569,73 @@ async def _submit(
     return Response(encoded, status_code=status, media_type="application/json")
 
 
+async def _submit_batch(
+    gateway: Gateway, request: Request, batch: m.OrderBatchRequest, idempotency_key: str, metrics: _Metrics
+) -> Response:
+    """`_submit` for each order of a batch, the idempotency claim made once for the whole request."""
+    now = _now_us()
+    checked: list[tuple[m.OrderRequest, td.Struct] | ApiError] = []
+    for order in batch.orders:
+        try:
+            struct = _struct(order.struct)
+            _verified(gateway, struct, order.signature_bytes())
+            checked.append((order, struct))
+        except ApiError as error:
+            checked.append(error)
+    refusals = [item for item in checked if isinstance(item, ApiError)]
+    if len(refusals) == len(checked):
+        raise refusals[0]  # nobody proved to be the trader: claim no key of theirs
+    trader = batch.trader
+    claim = idem.IdempotentRequest(
+        trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
+        body=json.loads(await request.body()),
+    )  # fmt: skip
+    decision = await run_in_threadpool(idem.begin, gateway.idempotency, claim)
+    if isinstance(decision, idem.Replay):
+        metrics.replays.inc()
+        return Response(decision.body, status_code=decision.status, media_type="application/json")
+    if isinstance(decision, idem.Refuse):
+        raise ApiError.of(decision.http_status, decision.code, _IDEMPOTENCY_MESSAGES[decision.code])
+
+    async def one(order: m.OrderRequest, item: tuple[m.OrderRequest, td.Struct] | ApiError) -> dict[str, Any]:
+        ids = {"orderId": str(order.order_id), "clientOrderId": order.client_order_id}
+        try:
+            if isinstance(item, ApiError):
+                raise item
+            limited = gateway.by_key.take(trader, now)
+            if isinstance(limited, Limited):
+                raise _rate_limited(limited)
+            status, payload = await _decide(
+                gateway, struct=item[1], now=now, trader=trader, body=_place_command(order),
+                market=order.market, order_id=str(order.order_id), answer=_order_answerer(order),
+            )  # fmt: skip
+        except ApiError as error:
+            status, payload = error.status, ids | {
+                "status": "REJECTED", "code": error.code, "error": error.error, "message": error.message,
+            }  # fmt: skip
+        except NotDelivered:
+            status, payload = 503, ids | {
+                "status": "REJECTED", "code": 0, "error": "UNAVAILABLE",
+                "message": "Kafka did not take the order; send it again with a new nonce",
+            }  # fmt: skip
+        metrics.commands.labels(PlaceOrder.__name__, str(status)).inc()
+        return {"httpStatus": status} | payload
+
+    try:
+        results = await asyncio.gather(*(one(o, c) for o, c in zip(batch.orders, checked, strict=True)))
+    except BaseException:
+        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+        raise
+    encoded = json.dumps({"results": results}, separators=(",", ":")).encode()
+    if any(r["httpStatus"] == 503 for r in results):
+        # Part of the batch never reached the log: give the key back so the batch can be retried
+        # (its delivered orders are then refused as NONCE_REUSED, never placed twice).
+        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+    else:
+        await run_in_threadpool(idem.finish, gateway.idempotency, decision, 200, encoded)
+    return Response(encoded, status_code=200, media_type="application/json")
+
+
 _IDEMPOTENCY_MESSAGES = {
     GatewayReject.IDEMPOTENCY_KEY_REUSED: "Idempotency-Key used for another request; use a new key",
     GatewayReject.IDEMPOTENCY_IN_PROGRESS: "the first request with this Idempotency-Key is still running",
@@ -641,6 +709,32 @@ def _struct(build: Callable[[], td.Struct]) -> Any:
         return build()
     except td.InvalidTypedData as error:
         raise ApiError.of(400, GatewayReject.INVALID_REQUEST, str(error)) from error
+
+
+def _place_command(body: m.OrderRequest) -> PlaceOrder:
+    return PlaceOrder(
+        market=body.market,
+        order_id=str(body.order_id),
+        client_order_id=body.client_order_id,
+        side=body.side,
+        order_type=OrderType(body.order_type.upper()),
+        price=body.price,
+        size=body.size,
+        time_in_force=TimeInForce(body.time_in_force.value),
+        post_only=getattr(body, "post_only", False),
+        reduce_only=body.reduce_only,
+        expire_at=getattr(body, "expire_at", None),
+        stp=body.stp,
+        nonce=body.nonce,
+        signature=body.signature_bytes(),
+    )
+
+
+def _order_answerer(body: m.OrderRequest) -> Callable[[Outcome], tuple[int, dict[str, Any]]]:
+    def answer(outcome: Outcome) -> tuple[int, dict[str, Any]]:
+        return _order_answer(outcome, body.order_id, body.client_order_id)
+
+    return answer
 
 
 def _order_answer(outcome: Outcome, order_id: UUID, client_order_id: str) -> tuple[int, dict[str, Any]]:

@@ -7,10 +7,10 @@ prices in ticks, sizes in lots, money in micro-USDC, times in microseconds since
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from services.common.records import MarketStatus, SelfTradePrevention, Side, TimeInForce
@@ -92,6 +92,32 @@ class MarketOrderRequest(_OrderBody):
     order_type: Literal["market"]
     price: PositiveInt64 = Field(description="protective price limit in ticks (worst acceptable)")
     time_in_force: Literal[TimeInForce.IOC, TimeInForce.FOK] = TimeInForce.IOC
+
+
+OrderRequest = Annotated[LimitOrderRequest | MarketOrderRequest, Field(discriminator="order_type")]
+
+MAX_BATCH_ORDERS = 20
+"""Orders in one `POST /orders/batch`: 20 signed orders stay well under the 16 KiB body limit."""
+
+
+class OrderBatchRequest(_Body):
+    """Up to 20 signed orders of one trader (a market maker's quote refresh), each signed on its own."""
+
+    orders: list[OrderRequest] = Field(min_length=1, max_length=MAX_BATCH_ORDERS)
+
+    @model_validator(mode="after")
+    def _one_trader_distinct_orders(self) -> Self:
+        if len({o.trader.lower() for o in self.orders}) > 1:
+            raise ValueError("every order of a batch must be signed by the same trader")
+        if len({o.nonce for o in self.orders}) != len(self.orders):
+            raise ValueError("each order of a batch needs its own nonce")
+        if len({o.order_id for o in self.orders}) != len(self.orders):
+            raise ValueError("each order of a batch needs its own orderId")
+        return self
+
+    @property
+    def trader(self) -> str:
+        return self.orders[0].trader.lower()
 
 
 class CancelRequest(_Signed):
@@ -207,6 +233,18 @@ class OrderAnswer(_Answer):
     correlation_id: UUID | None = Field(
         None, description="the command's id in every service's logs and Kafka headers (docs/observability.md)"
     )
+
+
+class OrderBatchItem(OrderAnswer):
+    """One order of a batch: what `POST /orders` would have answered, with its HTTP status."""
+
+    http_status: int
+    error: str | None = None
+    message: str | None = None
+
+
+class OrderBatchAnswer(_Answer):
+    results: list[OrderBatchItem] = Field(description="one per order, in the request's order")
 
 
 class CommandAnswer(_Answer):

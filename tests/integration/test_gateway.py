@@ -260,3 +260,63 @@ def test_bad_requests_get_clear_codes(http: TestClient, gateway_settings: Settin
     not_admin = {"Authorization": f"Bearer {_admin_token(['traders'])}"}
     pause = {"action": "pause", "market": "BTC-PERP"}
     assert code(http.post("/admin/markets", json=pause, headers=not_admin)) == (403, GatewayReject.FORBIDDEN)
+
+
+def test_a_batch_of_orders_is_placed_and_answered_order_by_order(
+    http: TestClient, gateway_settings: Settings
+) -> None:
+    # State: BTC-PERP listed; Alice and Bob hold 10,000 USDC each.
+    domain = td.ExchangeDomain(
+        chain_id=gateway_settings.chain_id, verifying_contract=gateway_settings.vault_address
+    )
+    alice, bob, mallory = (
+        Trader(http, domain, 0xA11CE),
+        Trader(http, domain, 0xB0B),
+        Trader(http, domain, 0xBAD),
+    )
+    _list_btc_perp(http)
+    _deposit(gateway_settings, alice.address, bob.address)
+    assert _eventually(lambda: alice.get("/balance")["free"] and bob.get("/balance")["free"], 10)
+
+    def batch(orders: list[dict[str, Any]], key: str | None = None) -> Response:
+        answer: Response = http.post(
+            "/orders/batch", json={"orders": orders}, headers={"Idempotency-Key": key or uuid.uuid4().hex}
+        )
+        return answer
+
+    # Action: Alice quotes three sells in one request, plus one whose price changed after signing.
+    quotes = [alice.limit("SELL", 1, PRICE + i) for i in range(3)]
+    tampered = alice.limit("SELL", 1, PRICE + 9) | {"price": PRICE + 10}
+    answer = batch([*quotes, tampered])
+    # Expectation: one result per order, in order: three resting, the tampered one refused alone.
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [(r["orderId"], r["httpStatus"], r["status"]) for r in results] == [
+        *((q["orderId"], 201, "RESTING") for q in quotes),
+        (tampered["orderId"], 401, "REJECTED"),
+    ]
+    assert results[3]["code"] == GatewayReject.SIGNER_MISMATCH
+
+    # Action: Bob lifts two of the quotes in a batch; then sends the same batch again, same key.
+    lift, key = [bob.limit("BUY", 1, PRICE), bob.limit("BUY", 1, PRICE + 1)], uuid.uuid4().hex
+    lifted = batch(lift, key)
+    # Expectation: both filled; the replay is the first answer, and nothing traded twice.
+    assert [(r["httpStatus"], r["status"], r["filledQty"]) for r in lifted.json()["results"]] == [
+        (201, "FILLED", 1),
+        (201, "FILLED", 1),
+    ]
+    replayed = batch(lift, key)
+    assert (replayed.status_code, replayed.json()) == (lifted.status_code, lifted.json())
+    position = _eventually(lambda: bob.get("/positions")["positions"], within_s=2.0)
+    assert position[0]["size"] == 2
+
+    def code(answer: Response) -> tuple[int, int]:
+        return answer.status_code, answer.json()["code"]
+
+    # Bad batches are refused whole: two traders, a repeated nonce, too many orders, none signed right.
+    assert code(batch([alice.limit("SELL", 1, PRICE + 5), bob.limit("BUY", 1, PRICE)])) == (400, 1030)
+    twice = alice.limit("SELL", 1, PRICE + 5)
+    assert code(batch([twice, twice | {"orderId": str(uuid.uuid4())}])) == (400, 1030)
+    assert code(batch([alice.limit("SELL", 1, PRICE + 5 + i) for i in range(21)])) == (400, 1030)
+    forged = [mallory.limit("BUY", 1, PRICE) | {"trader": alice.address}]
+    assert code(batch(forged)) == (401, GatewayReject.SIGNER_MISMATCH)

@@ -25,6 +25,7 @@ from services.common.records import (
     SelfTradePrevention,
     Side,
     TimeInForce,
+    TraderCommand,
 )
 from services.gateway.core.typed_data import ExchangeDomain
 from services.gateway.outcomes import PENDING, OrderStatus, Outcome
@@ -85,6 +86,39 @@ def test_client_order_id_defaults_to_the_order_id_so_two_orders_can_rest(
         str(first.order_id),
         str(second.order_id),
     ]
+
+
+def test_a_batch_of_quotes_is_signed_order_by_order_and_answered_in_order(
+    exchange: Exchange, client: CxptClient
+) -> None:
+    # State: risk refuses the bid above 650,000 ticks (not enough collateral), takes the rest.
+    def decide(command: TraderCommand) -> Outcome:
+        order = command.body
+        assert isinstance(order, PlaceOrder)
+        if order.price > 650_000 and order.side is Side.BUY:
+            return Outcome(OrderStatus.REJECTED, code=int(RiskReject.INSUFFICIENT_COLLATERAL), reason="short")
+        return Outcome(OrderStatus.RESTING, leaves_qty=order.size)
+
+    exchange.sender.decide = decide
+    quotes = [("buy", 2, 649_990), ("sell", 2, 650_010), ("buy", 1, 650_001)]
+
+    # Action: one request for the three quotes.
+    placed = client.place_limits("BTC-PERP", quotes, post_only=True)  # type: ignore[arg-type]
+
+    # Expectation: one call; each order signed on its own, sent as signed; answers in order.
+    assert len(_posts(exchange, "/orders/batch")) == 1
+    assert [(p.status, p.leaves_qty, p.code) for p in placed] == [
+        ("RESTING", 2, None),
+        ("RESTING", 2, None),
+        ("REJECTED", 0, RiskReject.INSUFFICIENT_COLLATERAL),
+    ]
+    sent = {c.body.order_id: c.body for c in exchange.sender.sent if isinstance(c.body, PlaceOrder)}
+    for quote, result in zip(quotes, placed, strict=True):
+        body = sent[str(result.order_id)]
+        assert (body.side.value.lower(), body.size, body.price, body.post_only) == (*quote, True)
+    assert len({body.nonce for body in sent.values()}) == 3
+    with pytest.raises(ValueError, match="1 to 20 orders"):
+        client.place_limits("BTC-PERP", [])
 
 
 def test_market_order_reaches_risk_as_signed(exchange: Exchange, client: CxptClient) -> None:
