@@ -1,6 +1,6 @@
 """Order → fill latency through the whole path, and the most orders one gateway process sustains.
 
-    python bench/gateway_e2e.py [--rate 1000] [--seconds 20] [--max-rate-seconds 15]
+    python bench/gateway_e2e.py [--rate 1000] [--seconds 20] [--max-rate-orders 30000] [--batch 1]
 
 Starts Kafka and Cassandra with the project launcher if needed, then runs the real services as
 separate processes — risk, matcher, the read-model projector and one gateway (uvicorn) — on fresh
@@ -12,6 +12,8 @@ Latency is one HTTP `POST /orders` round trip: gateway checks → orders.command
 (transaction) → matcher.commands → matcher (transaction) → trade.log → the gateway's outcome tail
 → the answer with the fill. Phase 1 offers `--rate` orders/s open-loop and reports p50/p95/p99;
 phase 2 offers as much as the gateway takes (64 connections) and reports the sustained rate.
+With `--batch N` each request is a `POST /orders/batch` of N orders of one trader (a latency is
+then the batch's round trip); rates still count orders.
 """
 
 from __future__ import annotations
@@ -71,16 +73,23 @@ def signed_order(
     }  # fmt: skip
 
 
-def presign(domain: td.ExchangeDomain, count: int) -> list[dict[str, Any]]:
-    """`count` orders alternating buy/sell between distinct traders, so every pair trades."""
+Request = dict[str, Any] | list[dict[str, Any]]
+"""One `POST /orders` body, or the orders of one `POST /orders/batch`."""
+
+
+def presign(domain: td.ExchangeDomain, count: int, batch: int = 1) -> list[Request]:
+    """`count` orders in requests of `batch` orders of one trader, alternating sells and buys
+    between distinct traders, so every buy trades against an earlier sell."""
     accounts = [Account.from_key((0xBE00 + i).to_bytes(32, "big")) for i in range(TRADERS)]
     base = time.time_ns() // 1000
-    orders = []
-    for n in tqdm(range(count), desc="sign", unit="order"):
-        account = accounts[n % TRADERS]
-        side = "SELL" if n % 2 == 0 else "BUY"
-        orders.append(signed_order(domain, account, side, base + n))
-    return orders
+    requests: list[Request] = []
+    with tqdm(total=count, desc="sign", unit="order") as progress:
+        for r in range(count // batch):
+            account, side = accounts[r % TRADERS], "SELL" if r % 2 == 0 else "BUY"
+            orders = [signed_order(domain, account, side, base + r * batch + i) for i in range(batch)]
+            requests.append(orders if batch > 1 else orders[0])
+            progress.update(batch)
+    return requests
 
 
 def start(service: str, env: dict[str, str], log_dir: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -90,38 +99,46 @@ def start(service: str, env: dict[str, str], log_dir: Path, *args: str) -> subpr
 
 
 async def offer(
-    orders: list[dict[str, Any]], url: str, rate: float | None, connections: int
+    requests: list[Request], url: str, rate: float | None, connections: int
 ) -> tuple[list[float], int, float]:
-    """Send `orders` (at `rate`/s, or as fast as answered); latencies in ms, failures, seconds."""
+    """Send `requests` (at `rate`/s, or as fast as answered); latencies in ms, failed orders, seconds."""
     latencies: list[float] = []
     failures = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[Request] = asyncio.Queue()
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
-        async def one(body: dict[str, Any]) -> None:
+        async def one(body: Request) -> None:
             nonlocal failures
+            orders = body if isinstance(body, list) else [body]
+            path, payload = (
+                ("/orders/batch", {"orders": body}) if isinstance(body, list) else ("/orders", body)
+            )
             started = time.perf_counter()
             try:
-                answer = await client.post("/orders", json=body, headers={"Idempotency-Key": body["orderId"]})
+                answer = await client.post(
+                    path, json=payload, headers={"Idempotency-Key": orders[0]["orderId"]}
+                )
             except httpx.HTTPError:
-                failures += 1
+                failures += len(orders)
                 return
             latencies.append((time.perf_counter() - started) * 1000)
             if answer.status_code not in (200, 201):
-                failures += 1
+                failures += len(orders)
+            elif isinstance(body, list):
+                failures += sum(r["httpStatus"] not in (200, 201) for r in answer.json()["results"])
 
         started = time.perf_counter()
         if rate is not None:
             tasks = []
-            for n, body in enumerate(orders):
+            for n, body in enumerate(requests):
                 delay = started + n / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(one(body)))
             await asyncio.gather(*tasks)
         else:
-            for body in orders:
+            for body in requests:
                 queue.put_nowait(body)
 
             async def worker() -> None:
@@ -137,6 +154,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--max-rate-orders", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=1, help="orders per request (>1: POST /orders/batch)")
     args = parser.parse_args()
     endpoints = Launcher().start(["kafka", "cassandra"])
     tag = uuid.uuid4().hex[:8]
@@ -179,10 +197,11 @@ def main() -> None:
         )
         _list_market(url)
         _fund(bus)
-        steady = presign(domain, int(args.rate * args.seconds))
-        flat = presign(domain, args.max_rate_orders)
+        steady = presign(domain, int(args.rate * args.seconds), args.batch)
+        flat = presign(domain, args.max_rate_orders, args.batch)
         _warm_up(url, domain)
-        latencies, failures, elapsed = asyncio.run(offer(steady, url, args.rate, connections=256))
+        request_rate = args.rate / args.batch
+        latencies, failures, elapsed = asyncio.run(offer(steady, url, request_rate, connections=256))
         _, max_failures, max_elapsed = asyncio.run(offer(flat, url, None, connections=64))
     finally:
         for process in processes:
@@ -193,13 +212,14 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "gateway_e2e",
+                "orders_per_request": args.batch,
                 "offered_rate": args.rate,
-                "achieved_rate": round(len(steady) / elapsed),
+                "achieved_rate": round(len(steady) * args.batch / elapsed),
                 "p50_ms": round(percentile(latencies, 0.50), 2),
                 "p95_ms": round(percentile(latencies, 0.95), 2),
                 "p99_ms": round(percentile(latencies, 0.99), 2),
                 "failures": failures,
-                "max_sustained_orders_per_s": round(len(flat) / max_elapsed),
+                "max_sustained_orders_per_s": round(len(flat) * args.batch / max_elapsed),
                 "max_rate_failures": max_failures,
             }
         )

@@ -19,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.records import (
+    CancelOrder,
     CreateMarket,
     DepositConfirmed,
-    SetMarketStatus,
+    PlaceOrder,
     TraderCommand,
 )
 from services.matcher.core.engine import MatchingEngine, log_entry
@@ -55,7 +56,7 @@ def main() -> None:
     applied = forwarded = 0
     for command in orders:
         assert command.trader is not None
-        assert not isinstance(command.body, CreateMarket | SetMarketStatus), "the flow lists only once"
+        assert isinstance(command.body, PlaceOrder | CancelOrder), "the flow lists the market only once"
         trader_command = TraderCommand(
             command_id=command.command_id, trader=command.trader, ts_init=command.ts_init, body=command.body
         )
