@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cassandra import InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 
@@ -32,9 +33,23 @@ def migrate(session: Session, keyspace: str, replication: str) -> list[str]:
     return apply_pending(
         load_migrations("cassandra", keyspace=keyspace),
         applied,
-        session.execute,
+        lambda statement: _execute_once(session, statement),
         lambda mid: session.execute(
             f"INSERT INTO {keyspace}.schema_migrations (id, applied_at) VALUES (%s, toTimestamp(now()))",
             (mid,),
         ),
     )
+
+
+def _execute_once(session: Session, statement: str) -> None:
+    """Run a migration statement that another process may be running at the same moment.
+
+    Services started together on a fresh keyspace migrate side by side. Creations say IF NOT
+    EXISTS, but `ALTER TABLE … ADD` has no such clause: when it reports the column as existing,
+    the other process has just made the change this one wanted.
+    """
+    try:
+        session.execute(statement)
+    except InvalidRequest as error:
+        if "already exists" not in str(error):
+            raise
