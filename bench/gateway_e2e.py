@@ -185,9 +185,9 @@ def main() -> None:
     }
     log_dir = REPO_ROOT / ".run" / "bench" / tag
     log_dir.mkdir(parents=True, exist_ok=True)
-    processes = [start(s, env, log_dir) for s in ("risk", "matcher", "gateway")]
+    processes = {s: start(s, env, log_dir) for s in ("risk", "matcher", "gateway")}
     # The gateway learns markets and their status from the read model.
-    processes.append(start("projector", env, log_dir, "--only", "read-model"))
+    processes["projector"] = start("projector", env, log_dir, "--only", "read-model")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url)
@@ -202,11 +202,18 @@ def main() -> None:
         _warm_up(url, domain)
         request_rate = args.rate / args.batch
         latencies, failures, elapsed = asyncio.run(offer(steady, url, request_rate, connections=256))
+        pids = {name: p.pid for name, p in processes.items()} | _server_pids()
+        cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()} | {
+            "load generator": time.process_time()
+        }
         _, max_failures, max_elapsed = asyncio.run(offer(flat, url, None, connections=64))
+        cpu_after = {name: _cpu_s(pid) for name, pid in pids.items()} | {
+            "load generator": time.process_time()
+        }
     finally:
-        for process in processes:
+        for process in processes.values():
             process.terminate()
-        for process in processes:
+        for process in processes.values():
             process.wait(30)
     print(
         json.dumps(
@@ -221,9 +228,29 @@ def main() -> None:
                 "failures": failures,
                 "max_sustained_orders_per_s": round(len(flat) * args.batch / max_elapsed),
                 "max_rate_failures": max_failures,
+                "cpu_ms_per_order_at_max_rate": {
+                    name: round((cpu_after[name] - cpu_before[name]) * 1000 / len(flat) / args.batch, 2)
+                    for name in cpu_before
+                },
             }
         )
     )
+
+
+def _server_pids() -> dict[str, int]:
+    """Kafka's and Cassandra's pids, from the launcher's pid files."""
+    found = {}
+    for name in ("kafka", "cassandra"):
+        pid_file = REPO_ROOT / ".run" / name / f"{name}.pid"
+        if pid_file.exists():
+            found[name] = int(pid_file.read_text().split()[0])
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _list_market(url: str) -> None:

@@ -597,6 +597,15 @@ async def _submit_batch(
     if isinstance(decision, idem.Refuse):
         raise ApiError.of(decision.http_status, decision.code, _IDEMPOTENCY_MESSAGES[decision.code])
 
+    # Each market once for the whole batch (a quote refresh names one or two).
+    market_refusals: dict[str, ApiError | None] = {}
+    for market in dict.fromkeys(order.market for order in batch.orders):
+        try:
+            await _check_market(gateway, market)
+            market_refusals[market] = None
+        except ApiError as error:
+            market_refusals[market] = error
+
     async def one(order: m.OrderRequest, item: tuple[m.OrderRequest, td.Struct] | ApiError) -> dict[str, Any]:
         ids = {"orderId": str(order.order_id), "clientOrderId": order.client_order_id}
         try:
@@ -607,7 +616,8 @@ async def _submit_batch(
                 raise _rate_limited(limited)
             status, payload = await _decide(
                 gateway, struct=item[1], now=now, trader=trader, body=_place_command(order),
-                market=order.market, order_id=str(order.order_id), answer=_order_answerer(order),
+                market_refusal=market_refusals[order.market], order_id=str(order.order_id),
+                answer=_order_answerer(order),
             )  # fmt: skip
         except ApiError as error:
             status, payload = error.status, ids | {
@@ -650,15 +660,19 @@ async def _decide(
     now: int,
     trader: str,
     body: Any,
-    market: str | None,
     order_id: str | None,
     answer: Callable[[Outcome], tuple[int, dict[str, Any]]],
+    market: str | None = None,
+    market_refusal: ApiError | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """Deadline, nonce, market (checked here, or already by the caller: `market_refusal`), send."""
     _check_deadline(struct.deadline, now)
     gateway.prune_nonces(now)
     verdict = gateway.nonces.check(trader, struct.nonce, now, deadline=struct.deadline)
     if not isinstance(verdict, Accepted):
         raise ApiError.of(_NONCE_STATUS[verdict.code], verdict.code, _NONCE_MESSAGES[verdict.code])
+    if market_refusal is not None:
+        raise market_refusal
     if market is not None:
         await _check_market(gateway, market)
     command = TraderCommand(command_id=str(uuid.uuid4()), trader=trader, ts_init=now, body=body)

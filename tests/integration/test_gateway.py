@@ -284,18 +284,21 @@ def test_a_batch_of_orders_is_placed_and_answered_order_by_order(
         )
         return answer
 
-    # Action: Alice quotes three sells in one request, plus one whose price changed after signing.
+    # Action: Alice quotes three sells in one request, plus one whose price changed after signing
+    # and one for a market that does not exist.
     quotes = [alice.limit("SELL", 1, PRICE + i) for i in range(3)]
     tampered = alice.limit("SELL", 1, PRICE + 9) | {"price": PRICE + 10}
-    answer = batch([*quotes, tampered])
-    # Expectation: one result per order, in order: three resting, the tampered one refused alone.
+    unlisted = alice.limit("SELL", 1, PRICE, market="NOPE-PERP")
+    answer = batch([*quotes, tampered, unlisted])
+    # Expectation: one result per order, in order: three resting, the other two refused alone.
     assert answer.status_code == 200, answer.text
     results = answer.json()["results"]
     assert [(r["orderId"], r["httpStatus"], r["status"]) for r in results] == [
         *((q["orderId"], 201, "RESTING") for q in quotes),
         (tampered["orderId"], 401, "REJECTED"),
+        (unlisted["orderId"], 422, "REJECTED"),
     ]
-    assert results[3]["code"] == GatewayReject.SIGNER_MISMATCH
+    assert [r["code"] for r in results[3:]] == [GatewayReject.SIGNER_MISMATCH, GatewayReject.UNKNOWN_MARKET]
 
     # Action: Bob lifts two of the quotes in a batch; then sends the same batch again, same key.
     lift, key = [bob.limit("BUY", 1, PRICE), bob.limit("BUY", 1, PRICE + 1)], uuid.uuid4().hex
