@@ -534,16 +534,9 @@ async def _submit(
     limited = gateway.by_key.take(trader, now)
     if isinstance(limited, Limited):
         raise _rate_limited(limited)
-    claim = idem.IdempotentRequest(
-        trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
-        body=json.loads(await request.body()),
-    )  # fmt: skip
-    decision = await run_in_threadpool(idem.begin, gateway.idempotency, claim)
-    if isinstance(decision, idem.Replay):
-        metrics.replays.inc()
-        return Response(decision.body, status_code=decision.status, media_type="application/json")
-    if isinstance(decision, idem.Refuse):
-        raise ApiError.of(decision.http_status, decision.code, _IDEMPOTENCY_MESSAGES[decision.code])
+    decision = await _claim(gateway, request, trader, idempotency_key, metrics)
+    if isinstance(decision, Response):
+        return decision
     try:
         status, payload = await _decide(
             gateway,
@@ -586,16 +579,9 @@ async def _submit_batch(
     if len(refusals) == len(checked):
         raise refusals[0]  # nobody proved to be the trader: claim no key of theirs
     trader = batch.trader
-    claim = idem.IdempotentRequest(
-        trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
-        body=json.loads(await request.body()),
-    )  # fmt: skip
-    decision = await run_in_threadpool(idem.begin, gateway.idempotency, claim)
-    if isinstance(decision, idem.Replay):
-        metrics.replays.inc()
-        return Response(decision.body, status_code=decision.status, media_type="application/json")
-    if isinstance(decision, idem.Refuse):
-        raise ApiError.of(decision.http_status, decision.code, _IDEMPOTENCY_MESSAGES[decision.code])
+    decision = await _claim(gateway, request, trader, idempotency_key, metrics)
+    if isinstance(decision, Response):
+        return decision
 
     # Each market once for the whole batch (a quote refresh names one or two).
     market_refusals: dict[str, ApiError | None] = {}
@@ -644,6 +630,23 @@ async def _submit_batch(
     else:
         await run_in_threadpool(idem.finish, gateway.idempotency, decision, 200, encoded)
     return Response(encoded, status_code=200, media_type="application/json")
+
+
+async def _claim(
+    gateway: Gateway, request: Request, trader: str, idempotency_key: str, metrics: _Metrics
+) -> idem.Proceed | Response:
+    """Claim the request's Idempotency-Key for `trader`: go ahead, or the first answer replayed."""
+    claim = idem.IdempotentRequest(
+        trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
+        body=json.loads(await request.body()),
+    )  # fmt: skip
+    decision = await run_in_threadpool(idem.begin, gateway.idempotency, claim)
+    if isinstance(decision, idem.Replay):
+        metrics.replays.inc()
+        return Response(decision.body, status_code=decision.status, media_type="application/json")
+    if isinstance(decision, idem.Refuse):
+        raise ApiError.of(decision.http_status, decision.code, _IDEMPOTENCY_MESSAGES[decision.code])
+    return decision
 
 
 _IDEMPOTENCY_MESSAGES = {
