@@ -257,8 +257,7 @@ class CxptClient:
                 "limit", market, side, size, price, tif=tif, post_only=post_only, reduce_only=False,
                 client_order_id=None, expire_at=None, stp=stp, order_id=None,
             )  # fmt: skip
-            signature = td.sign(self.domain, struct, self._key().key)
-            signed.append((struct, body | {"signature": "0x" + signature.hex()}))
+            signed.append((struct, body | {"signature": self._signature(struct)}))
         payload = json.dumps({"orders": [body for _, body in signed]}, separators=(",", ":")).encode()
         request = SignedRequest(
             method="POST", path="/orders/batch", body=payload, idempotency_key=idempotency_key()
@@ -410,12 +409,15 @@ class CxptClient:
         client_order_id: str = "",
         withdrawal_id: UUID | None = None,
     ) -> SignedRequest:
-        signature = td.sign(self.domain, struct, self._key().key)
-        payload = json.dumps(body | {"signature": "0x" + signature.hex()}, separators=(",", ":"))
+        payload = json.dumps(body | {"signature": self._signature(struct)}, separators=(",", ":"))
         return SignedRequest(
             method=method, path=path, body=payload.encode(), idempotency_key=idempotency_key(),
             order_id=order_id, client_order_id=client_order_id, withdrawal_id=withdrawal_id,
         )  # fmt: skip
+
+    def _signature(self, struct: td.Struct) -> str:
+        """`struct` signed under the exchange's domain, as the gateway reads it (0x hex)."""
+        return "0x" + td.sign(self.domain, struct, self._key().key).hex()
 
     def _place(self, struct: td.Order, body: dict[str, Any]) -> OrderResult:
         request = self._signed(
@@ -497,13 +499,8 @@ class CxptClient:
         nonce = self._stamp()[0]
         deadline = self._now_us() + self.session_s * SECOND_US
         struct = td.Session(trader=self.address, nonce=nonce, deadline=deadline)
-        signature = td.sign(self.domain, struct, self._key().key)
-        body = {
-            "trader": struct.trader,
-            "nonce": nonce,
-            "deadline": deadline,
-            "signature": "0x" + signature.hex(),
-        }
+        body = {"trader": struct.trader, "nonce": nonce, "deadline": deadline}
+        body["signature"] = self._signature(struct)
         answer = snake_keys(self._call("POST", "/sessions", json_body=body).json())
         return _Session(token=str(answer["token"]), expires_at_us=int(answer["expires_at"]))
 

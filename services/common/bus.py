@@ -516,6 +516,17 @@ class ProjectionConsumer:
         self._consumer.close()
 
 
+def run_until_stopped(
+    run_once: Callable[[], object], close: Callable[[], None], stop: threading.Event
+) -> None:
+    """A projector's loop: `run_once` until `stop` is set; `close` however the loop ends."""
+    try:
+        while not stop.is_set():
+            run_once()
+    finally:
+        close()
+
+
 def read_partition(bus: Bus, start: TopicPartition, until: int | None) -> Iterator[Message]:
     """Committed records of one partition from `start` to `until` (exclusive) or to its end."""
     # assign() only, never a commit: the group id is required by the client but never used.

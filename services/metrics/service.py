@@ -26,7 +26,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.common.binding import from_avro
-from services.common.bus import Bus, decode_message, take_batch
+from services.common.bus import Bus, decode_message, run_until_stopped, take_batch
 from services.common.observability import watch_consumer
 from services.common.records import AccountEvent, ImpliedVolatility, IndexPrice, TradeLogEntry
 from services.common.serde import UndecodableRecord
@@ -136,11 +136,7 @@ class MetricsProjector:
         return self._at_end >= self._partitions
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self.run_once, self.close, stop)
 
     def close(self) -> None:
         self._consumer.close()

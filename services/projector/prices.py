@@ -27,7 +27,7 @@ from cassandra.cluster import Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 
 from services.common.binding import from_avro
-from services.common.bus import Bus, ProjectionConsumer
+from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
 from services.common.records import IndexPrice, QuoteStatus
 from services.common.topics import ORACLE_PRICES
 
@@ -155,11 +155,7 @@ class PricesProjector:
         return len(batch)
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self.run_once, self.close, stop)
 
     def close(self) -> None:
         self._consumer.close()

@@ -22,7 +22,7 @@ import threading
 from cassandra.cluster import Session
 
 from services.common.binding import from_avro
-from services.common.bus import Bus, ProjectionConsumer
+from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.settings import Settings
 from services.common.stores import cassandra
@@ -59,11 +59,7 @@ class AccountsProjector:
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self.run_once, self.close, stop)
 
     def close(self) -> None:
         self._consumer.close()
@@ -120,11 +116,7 @@ class ReadModelProjector:
         return len(batch)
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self.run_once, self.close, stop)
 
     def close(self) -> None:
         self._consumer.close()

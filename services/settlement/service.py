@@ -62,7 +62,7 @@ from services.settlement.core import (
 from services.settlement.core.settlement import BuiltBatch
 from services.settlement.core.withdrawals import WithdrawalState
 from services.settlement.store import BatchProjection
-from services.settlement.vault import Mined, Revert, RevertedError, Sent, VaultClient
+from services.settlement.vault import Mined, Revert, Sent, VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -286,15 +286,9 @@ class SettlementService:
                 continue
             if len(self._in_flight) >= MAX_IN_FLIGHT:
                 return
-            call = self.vault.settle_call(batch_id, batch)
-            revert = self.vault.simulate(call)
-            if revert is None:
-                try:
-                    sent = self.vault.send(call)
-                except RevertedError as exc:
-                    revert = exc.revert
-            if revert is not None:
-                self._refused(batch_id, revert)
+            sent = self.vault.submit(self.vault.settle_call(batch_id, batch))
+            if isinstance(sent, Revert):
+                self._refused(batch_id, sent)
                 continue
             failpoint("settlement.after_submit")  # crash tests: sent, not yet recorded
             self._in_flight[batch_id] = sent
@@ -387,29 +381,23 @@ class SettlementService:
 
     def _execute(self, action: ExecuteWithdrawal) -> None:
         w = action.withdrawal
-        call = self.vault.withdraw_call(w)
-        revert = self.vault.simulate(call)
-        if revert is None:
-            try:
-                sent = self.vault.send(call)
-            except RevertedError as exc:
-                revert = exc.revert
-        if revert is None:
-            self._withdrawing[w.withdrawal_id] = sent
+        outcome = self.vault.submit(self.vault.withdraw_call(w))
+        if isinstance(outcome, Sent):
+            self._withdrawing[w.withdrawal_id] = outcome
             self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.SENT)
             self.stats["withdrawals_sent"] += 1
-            log.info("settlement: withdrawal %s of %s sent in %s", w.withdrawal_id, w.amount, sent.tx_hash)
-        elif revert.name == "WithdrawalAlreadyPaid":
+            log.info("settlement: withdrawal %s of %s sent in %s", w.withdrawal_id, w.amount, outcome.tx_hash)
+        elif outcome.name == "WithdrawalAlreadyPaid":
             self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.PAID_ON_CHAIN)
-        elif revert.name in _WAIT_ERRORS:
-            log.warning("settlement: withdrawal %s waits: %s", w.withdrawal_id, revert)
+        elif outcome.name in _WAIT_ERRORS:
+            log.warning("settlement: withdrawal %s waits: %s", w.withdrawal_id, outcome)
         else:
             reason = (
                 WithdrawalFailure.SIGNATURE_REFUSED
-                if revert.name in _SIGNATURE_ERRORS
+                if outcome.name in _SIGNATURE_ERRORS
                 else WithdrawalFailure.REVERTED
             )
-            self._fail_withdrawal(FailWithdrawal(w, reason, str(revert)))
+            self._fail_withdrawal(FailWithdrawal(w, reason, str(outcome)))
 
     def _fail_withdrawal(self, action: FailWithdrawal) -> None:
         """WithdrawalFailed to accounts.events; the caller checked the Vault has not paid it."""

@@ -224,6 +224,16 @@ class VaultClient:
             return self._decode(exc)
         return None
 
+    def submit(self, call: ContractFunction) -> Sent | Revert:
+        """Simulate `call`, then send it: the transaction sent, or how it reverts (at either step)."""
+        revert = self.simulate(call)
+        if revert is not None:
+            return revert
+        try:
+            return self.send(call)
+        except RevertedError as exc:
+            return exc.revert
+
     def send(self, call: ContractFunction) -> Sent:
         """Sign and send `call` with the next nonce (module docstring); raises on a revert at estimate."""
         try:
