@@ -435,6 +435,26 @@ def take_batch(consumer: Consumer, max_records: int, timeout_s: float, linger_s:
     return [first, *consumer.consume(max_records - 1, linger_s)] if max_records > 1 else [first]
 
 
+def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, retried while metadata settles.
+
+    Right after a topic is created, or while a leader moves, the broker answers
+    NOT_LEADER_FOR_PARTITION or UNKNOWN_TOPIC_OR_PART for a moment, and librdkafka does not always
+    flag these as retriable: a service starting then must wait, not die.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return int(low), int(high)
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                raise
+            topic, number = partition.topic, partition.partition
+            log.info("%s[%s]: watermarks not known yet (%s); retrying", topic, number, error)
+            time.sleep(0.2)
+
+
 def _headers(msg: Message) -> dict[str, bytes]:
     raw = msg.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch
+from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.observability import watch_consumer
 from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand, TradeLogEntry
 from services.common.serde import UndecodableRecord
@@ -93,7 +93,7 @@ class FundingService:
         for name in self._topics:
             metadata = self._consumer.list_topics(name, timeout=10).topics[name]
             for p in metadata.partitions:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                _, high = watermarks(self._consumer, TopicPartition(name, p))
                 assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
                 if high > 0:
                     ends[(name, p)] = high

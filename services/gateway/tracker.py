@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from services.common.binding import from_avro
-from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound, take_batch
+from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound, take_batch, watermarks
 from services.common.logs import correlation, render_correlation_id
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
@@ -65,7 +65,7 @@ class CommandTracker:
         for name in self._topics:
             partitions = self._consumer.list_topics(name, timeout=10).topics[name].partitions
             for p in partitions:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                _, high = watermarks(self._consumer, TopicPartition(name, p))
                 assignment.append(TopicPartition(name, p, high))
         self._consumer.assign(assignment)
         self._threads = [

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from fastavro import parse_schema, reader, writer
 
 from services.common.binding import from_avro
-from services.common.bus import Bus, decode_message, read_partition
+from services.common.bus import Bus, decode_message, read_partition, watermarks
 from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand, TradeLogEntry
 from services.common.schemas import load_current
 from services.common.serde import UndecodableRecord, without_logical_types
@@ -156,7 +156,7 @@ def plan_ranges(
             return {
                 tp.partition: tp.offset
                 if tp.offset >= 0
-                else consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)[1]
+                else watermarks(consumer, TopicPartition(name, tp.partition))[1]
                 for tp in found
             }
 
@@ -181,7 +181,7 @@ def range_sizes(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> int:
     try:
         total = 0
         for r in ranges:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, r.partition), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(name, r.partition))
             total += max(0, min(high, r.end if r.end is not None else high) - max(low, r.start))
         return total
     finally:

@@ -43,6 +43,7 @@ from services.common.bus import (
     Outbound,
     TransactionalProcessor,
     decode_message,
+    watermarks,
 )
 from services.common.partitioning import partition_for
 from services.common.records import (
@@ -327,7 +328,7 @@ def read_changelog(bus: Bus, partitions: Iterable[int]) -> dict[int, dict[str, d
     try:
         pending = set()
         for partition in latest:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(name, partition))
             if high > low:
                 pending.add(partition)
         consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in sorted(pending)])

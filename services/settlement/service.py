@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch
+from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.failpoints import failpoint
 from services.common.observability import watch_consumer
 from services.common.records import (
@@ -223,7 +223,7 @@ class SettlementService:
         """Assign every accounts.events partition from 0 and read up to the ends seen now."""
         assignment, ends = [], {}
         for p in range(ACCOUNTS_EVENTS.partitions):
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+            _, high = watermarks(self._consumer, TopicPartition(self.topic, p))
             assignment.append(TopicPartition(self.topic, p, OFFSET_BEGINNING))
             if high > 0:
                 ends[p] = high

@@ -35,7 +35,7 @@ from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
 from services.chain import client, deployments
 from services.chain.deployments import DeploymentError, deployment_path
 from services.common.binding import from_avro, to_avro
-from services.common.bus import Bus, Outbound, TypedProducer
+from services.common.bus import Bus, Outbound, TypedProducer, watermarks
 from services.common.records import AccountEvent, DepositConfirmed, WithdrawalPaid
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
@@ -179,7 +179,7 @@ def find_last_emitted(bus: Bus, chain_id: int, window: int = CURSOR_SCAN_WINDOW)
     best: LastEmitted | None = None
     try:
         for partition in range(spec.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(spec.name, partition))
             end = high
             while end > low:
                 start = max(low, end - window)

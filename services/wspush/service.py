@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,7 +37,7 @@ from starlette.routing import Route
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from services.common.binding import from_avro
-from services.common.bus import Bus, take_batch
+from services.common.bus import Bus, take_batch, watermarks
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
@@ -245,34 +245,16 @@ class WsPushService:
         trade_log, accounts = self.bus.topic(TRADE_LOG).name, self.bus.topic(ACCOUNTS_EVENTS).name
         assignment, catching_up = [], {}
         for p in range(TRADE_LOG.partitions):
-            high = self._end(consumer, TopicPartition(trade_log, p))
+            _, high = watermarks(consumer, TopicPartition(trade_log, p))
             assignment.append(TopicPartition(trade_log, p, OFFSET_BEGINNING))
             if high > 0:
                 catching_up[p] = high
         for p in range(ACCOUNTS_EVENTS.partitions):
-            assignment.append(TopicPartition(accounts, p, self._end(consumer, TopicPartition(accounts, p))))
+            _, end = watermarks(consumer, TopicPartition(accounts, p))
+            assignment.append(TopicPartition(accounts, p, end))
         consumer.assign(assignment)
         log.info("ws-push: folding trade.log from the beginning (%s offsets)", sum(catching_up.values()))
         return catching_up
-
-    def _end(self, consumer: Consumer, partition: TopicPartition, timeout_s: float = 60) -> int:
-        """The partition's high watermark, retried while metadata settles (a topic just created,
-        a leader moving: librdkafka does not always flag these as retriable)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                _, high = consumer.get_watermark_offsets(partition, timeout=10)
-                return int(high)
-            except KafkaException as error:
-                if time.monotonic() > deadline or self._stop.is_set():
-                    raise
-                log.info(
-                    "ws-push: %s[%s] end not known yet (%s); retrying",
-                    partition.topic,
-                    partition.partition,
-                    error,
-                )
-                time.sleep(0.2)
 
     def _poll(self, consumer: Consumer, catching_up: dict[int, int]) -> list[Record]:
         """The next decoded records; a trade.log partition leaves `catching_up` at its start end."""

@@ -8,7 +8,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services.common.bus import Bus, Inbound, decode_message
+from services.common.bus import Bus, Inbound, decode_message, watermarks
 from services.common.topics import TopicSpec
 
 
@@ -38,7 +38,7 @@ def log_end(bus: Bus, spec: TopicSpec) -> int:
     try:
         name = bus.topic(spec).name
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in partitions)
+        return sum(watermarks(consumer, TopicPartition(name, p))[1] for p in partitions)
     finally:
         consumer.close()
 
