@@ -113,7 +113,7 @@ contract Vault is
     error ZeroAmount();
     error TransferAmountMismatch(uint256 expected, uint256 received);
     error InsufficientBalance(address trader, uint256 balance, uint256 needed);
-    error InsufficientLiquidity(uint256 held, uint256 needed);
+    error InsufficientLiquidity(uint256 available, uint256 needed);
     error LengthMismatch(uint256 traders, uint256 deltas);
     error BatchAlreadySettled(bytes32 batchId);
     error BatchNotBalanced(int256 sum);
@@ -182,10 +182,14 @@ contract Vault is
         if (signer != w.trader) revert SignerMismatch(signer, w.trader);
         $.withdrawalPaid[w.withdrawalId] = true;
         shares = _debit(w.trader, w.amount);
-        // A balance can exceed the USDC held while CLEARING or INSURANCE is negative (owed by open
-        // positions not yet settled): refuse clearly rather than with the token's transfer error.
-        uint256 held = $.usdc.balanceOf(address(this));
-        if (held < w.amount) revert InsufficientLiquidity(held, w.amount);
+        // A balance can exceed what backs the claims while CLEARING or INSURANCE is negative (owed
+        // by positions not yet settled). Pay only out of that backing, Σ balances + exchange
+        // accounts: never out of a donated surplus, which belongs to no one, and never so far that
+        // the Vault would owe less than nothing.
+        int256 backing = _owed() + SafeCast.toInt256(w.amount);
+        if (backing < SafeCast.toInt256(w.amount)) {
+            revert InsufficientLiquidity(backing > 0 ? uint256(backing) : 0, w.amount);
+        }
         if (w.asCxpt) {
             address treasury = $.treasury;
             if (treasury == address(0)) revert TreasuryUnset();
@@ -418,8 +422,7 @@ contract Vault is
 
     /// What the Vault owes: Σ trader balances + FEES + CLEARING + INSURANCE (never negative).
     function owed() public view returns (uint256) {
-        VaultStorage storage $ = _s();
-        return SafeCast.toUint256(int256($.pooledAssets) + $.fees + $.clearing + $.insurance);
+        return SafeCast.toUint256(_owed());
     }
 
     /// USDC held beyond what the Vault owes: sent without `deposit`; belongs to no one.
@@ -445,6 +448,12 @@ contract Vault is
         $.shares[trader] += shares;
         $.totalShares += shares;
         $.pooledAssets += assets;
+    }
+
+    /// Σ trader balances + FEES + CLEARING + INSURANCE, signed (withdrawals keep it >= 0).
+    function _owed() private view returns (int256) {
+        VaultStorage storage $ = _s();
+        return SafeCast.toInt256($.pooledAssets) + $.fees + $.clearing + $.insurance;
     }
 
     function _debit(address trader, uint256 assets) private returns (uint256 shares) {

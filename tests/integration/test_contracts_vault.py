@@ -170,7 +170,7 @@ def test_a_withdrawal_beyond_the_usdc_held_is_refused_clearly(kit: VaultKit) -> 
     kit.deposit(alice, 5 * ONE_USDC)
     kit.settle([(bob, 8 * ONE_USDC)], clearing=-8 * ONE_USDC)
     assert kit.balance(bob) == 8 * ONE_USDC and kit.usdc_held() == 5 * ONE_USDC
-    # Action: Bob withdraws 6 USDC. Expectation: InsufficientLiquidity(held, needed), nothing moved.
+    # Action: Bob withdraws 6 USDC. Expectation: InsufficientLiquidity(available, needed), nothing moved.
     _, args, signature = kit.withdrawal(bob, 6 * ONE_USDC)
     kit.expect_revert(kit.vault.functions.withdraw(args, signature), kit.settler_key, "InsufficientLiquidity")
     assert kit.balance(bob) == 8 * ONE_USDC and kit.usdc_held() == 5 * ONE_USDC

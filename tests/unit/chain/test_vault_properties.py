@@ -152,7 +152,8 @@ class VaultMachine(RuleBasedStateMachine):
     def withdraw(self, i: int, share: float, as_cxpt: bool) -> None:
         # State: any. Action: a signed withdrawal of part of a balance. Expectation: paid exactly in
         # USDC or CXPT (its USDC then at the treasury); refused while paused; more than the balance
-        # refused; more than the USDC held (negative exchange accounts) refused, nothing moved.
+        # refused; more than backs the claims (negative exchange accounts: Σ balances + accounts)
+        # refused, nothing moved — a donated surplus pays no one.
         trader = self.traders[i]
         if self.model[trader] == 0:
             return
@@ -162,7 +163,7 @@ class VaultMachine(RuleBasedStateMachine):
         if self.paused:
             self.kit.expect_revert(call, self.settler, "EnforcedPause")
             return
-        if amount > self.kit.usdc_held():
+        if amount > self.owed():
             self.kit.expect_revert(call, self.settler, "InsufficientLiquidity")
             return
         receipt = self.kit.send(call, self.settler)
@@ -221,11 +222,16 @@ class VaultMachine(RuleBasedStateMachine):
         assert self.kit.snapshot(self.traders) == before
         self.upgraded = True
 
+    def owed(self) -> int:
+        """What the model says the Vault owes: Σ balances + FEES + CLEARING + INSURANCE."""
+        return sum(self.model.values()) + self.fees + self.clearing + self.insurance
+
     # -- invariants --------------------------------------------------------------------------------
 
     @invariant()
     def the_vault_holds_what_it_owes(self) -> None:
-        owed = sum(self.model.values()) + self.fees + self.clearing + self.insurance
+        owed = self.owed()
+        assert owed >= 0
         held = self.kit.usdc_held()
         assert held >= owed
         assert held == owed + self.donated
