@@ -18,11 +18,17 @@ from msgspec import Struct
 from services.common import records
 from services.common.schemas import NAMESPACE
 
-_CLASSES: dict[str, type[Any]] = {
+RECORD_CLASSES: dict[str, type[Any]] = {
     name: cls
     for name, cls in vars(records).items()
     if isinstance(cls, type) and issubclass(cls, Struct) and cls is not Struct
 }
+"""Every generated record class by its schema's short name (`PlaceOrder`)."""
+
+ENUM_CLASSES: dict[str, type[Enum]] = {
+    name: cls for name, cls in vars(records).items() if isinstance(cls, type) and issubclass(cls, Enum)
+}
+"""Every generated enum class by its schema's short name (`Side`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +92,7 @@ def _tagged(value: Any) -> tuple[str, dict[str, Any]]:
 
 def _untagged(value: tuple[str, dict[str, Any]]) -> Any:
     name, body = value
-    return from_avro(_CLASSES[name.rsplit(".", 1)[-1]], body)
+    return from_avro(RECORD_CLASSES[name.rsplit(".", 1)[-1]], body)
 
 
 def _compile_to_avro(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import FrameType
 from typing import Any
 
@@ -44,8 +45,10 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from msgspec import Struct
 
 from services.common import tracing
+from services.common.binding import to_avro
 from services.common.failpoints import failpoint
 from services.common.logs import correlation
 from services.common.observability import LoopMetrics, refresh_lag, unwatch_consumer, watch_consumer
@@ -73,9 +76,15 @@ class Inbound:
     partition: int
     offset: int
     key: str | None
-    value: Record
+    record: Any
+    """The generated record (a msgspec struct from `records.py`)."""
     headers: dict[str, bytes] = field(default_factory=dict)
     timestamp_ms: int = 0
+
+    @cached_property
+    def value(self) -> Record:
+        """The record as fastavro's dict, for code that works on dicts (made on first use)."""
+        return to_avro(self.record)
 
     @property
     def position(self) -> str:
@@ -101,7 +110,7 @@ class Outbound:
 
     topic: TopicSpec
     key: str
-    value: Record | None
+    value: Record | Struct | None
     headers: dict[str, bytes] = field(default_factory=dict)
     partition: int | None = None
 
@@ -219,7 +228,7 @@ def decode_message(bus: Bus, msg: Message, spec: TopicSpec) -> Inbound:
         partition=msg.partition() or 0,
         offset=msg.offset() or 0,
         key=key.decode(errors="replace") if key is not None else None,
-        value=bus.serde(spec).decode(msg.value()),
+        record=bus.serde(spec).decode_record(msg.value()),
         headers=_headers(msg),
         timestamp_ms=msg.timestamp()[1],
     )

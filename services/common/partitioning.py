@@ -41,6 +41,11 @@ def murmur2(data: bytes) -> int:
 
 
 @lru_cache(maxsize=1 << 16)  # keys are trader addresses and symbols: few, and hashed often
+@lru_cache(maxsize=1 << 16)
 def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for `key` among `partitions`."""
+    """The partition Kafka's default partitioner picks for `key` among `partitions`.
+
+    Cached: murmur2 in Python costs microseconds, and the matcher asks it for every trader of every
+    event; keys (traders, markets) repeat.
+    """
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

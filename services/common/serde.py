@@ -11,13 +11,17 @@ replays compare equal without datetime or UUID conversions in the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from msgspec import Struct
 
+from services.common.avro_codec import CompiledCodec, UnsupportedSchema, compile_codec
+from services.common.binding import ENUM_CLASSES, RECORD_CLASSES, from_avro, to_avro
 from services.common.schemas import JsonSchema, Manifest, SchemaError, fingerprint, load_current
 
 MAGIC_BYTE = 0
@@ -95,19 +99,30 @@ def registry_for(schema_registry_url: str | None) -> SchemaRegistry:
 
 
 class AvroSerde:
-    """Encodes and decodes one top-level schema (e.g. `TradeLogEvent`) in the wire format."""
+    """Encodes and decodes one top-level schema (e.g. `TradeLogEntry`) in the wire format.
+
+    Generated records (msgspec structs) go through the codec compiled from the current schema
+    (`avro_codec.py`: same bytes as fastavro, 3-4x cheaper); plain dicts, and records written with
+    an older schema version, go through fastavro.
+    """
 
     def __init__(self, registry: SchemaRegistry, name: str) -> None:
         self.name = name
         self._registry = registry
-        self._schema = parse_schema(without_logical_types(load_current(name)))
+        current = without_logical_types(load_current(name))
+        self._schema = parse_schema(current)
         self.schema_id = registry.id_for(name)
         self._header = _HEADER.pack(MAGIC_BYTE, self.schema_id)
         self._writers: dict[int, Any] = {self.schema_id: self._schema}
-        self._last: tuple[Record | None, bytes] = (None, b"")
+        self._last: tuple[Record | Struct | None, bytes] = (None, b"")
+        self.record_class: type[Any] | None = RECORD_CLASSES.get(name.rsplit(".", 1)[-1])
+        self._codec: CompiledCodec | None = None
+        with contextlib.suppress(UnsupportedSchema):  # then fastavro both ways
+            self._codec = compile_codec(current, RECORD_CLASSES, ENUM_CLASSES)
 
-    def encode(self, record: Record) -> bytes:
-        """Wire bytes for `record`; raises ValueError when it does not fit the schema.
+    def encode(self, record: Record | Struct) -> bytes:
+        """Wire bytes for `record` (a generated record or its fastavro dict); raises ValueError
+        when it does not fit the schema.
 
         Records are immutable by convention: the bytes of the last one are reused when the same
         object is encoded again.
@@ -116,23 +131,39 @@ class AvroSerde:
         if record is last_record:
             # One record often goes to two topics (trade.log and risk.postings): encode it once.
             return last_bytes
-        buf = io.BytesIO()
-        buf.write(self._header)
-        try:
-            schemaless_writer(buf, self._schema, record)
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise ValueError(f"record does not fit {self.name}: {exc}") from exc
-        data = buf.getvalue()
+        if isinstance(record, Struct):
+            if self._codec is None:
+                return self.encode(to_avro(record))
+            try:
+                data = self._codec.encode(record, self._header)
+            except ValueError as exc:
+                raise ValueError(f"record does not fit {self.name}: {exc}") from exc
+        else:
+            data = self._fastavro_encode(record)
         self._last = (record, data)
         return data
 
+    def decode_record(self, data: bytes | None) -> Any:
+        """The generated record in `data`, resolved to the current schema; raises UndecodableRecord."""
+        schema_id = self._schema_id(data)
+        assert data is not None
+        if schema_id == self.schema_id and self._codec is not None:
+            try:
+                return self._codec.decode(data, _HEADER.size)
+            except ValueError as exc:
+                raise UndecodableRecord("UNDECODABLE", f"not a valid {self.name}: {exc}") from exc
+        if self.record_class is None:
+            raise UndecodableRecord("UNDECODABLE", f"{self.name} has no generated record class")
+        try:
+            return from_avro(self.record_class, self.decode(data))
+        except (KeyError, ValueError, TypeError) as exc:  # resolved, but not a valid record value
+            raise UndecodableRecord("UNDECODABLE", f"not a valid {self.name}: {exc!r}") from exc
+
     def decode(self, data: bytes | None) -> Record:
-        """The record in `data`, resolved to the current schema; raises UndecodableRecord."""
-        if data is None or len(data) < _HEADER.size:
-            raise UndecodableRecord("UNDECODABLE", "empty or shorter than the 5-byte header")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC_BYTE:
-            raise UndecodableRecord("UNDECODABLE", f"magic byte {magic}, expected {MAGIC_BYTE}")
+        """The record in `data` as fastavro's dict, resolved to the current schema; raises
+        UndecodableRecord."""
+        schema_id = self._schema_id(data)
+        assert data is not None
         writer = self._writer(schema_id)
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
@@ -146,6 +177,25 @@ class AvroSerde:
         if buf.tell() != len(data):
             raise UndecodableRecord("UNDECODABLE", f"{len(data) - buf.tell()} trailing bytes")
         return record
+
+    def _fastavro_encode(self, record: Record) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            schemaless_writer(buf, self._schema, record)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"record does not fit {self.name}: {exc}") from exc
+        return buf.getvalue()
+
+    @staticmethod
+    def _schema_id(data: bytes | None) -> int:
+        """The schema id in `data`'s wire header; raises UndecodableRecord if there is none."""
+        if data is None or len(data) < _HEADER.size:
+            raise UndecodableRecord("UNDECODABLE", "empty or shorter than the 5-byte header")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC_BYTE:
+            raise UndecodableRecord("UNDECODABLE", f"magic byte {magic}, expected {MAGIC_BYTE}")
+        return int(schema_id)
 
     def _writer(self, schema_id: int) -> Any:
         if schema_id not in self._writers:

@@ -67,7 +67,7 @@ def cmd_list(bus: Bus, args: argparse.Namespace) -> None:
         command_id=str(uuid.uuid4()), market=args.market, trader=None, ts_init=time.time_ns() // 1000,
         body=CreateMarket(definition=preset(args.market)),
     )  # fmt: skip
-    _send(bus, Outbound(MATCHER_COMMANDS, key=args.market, value=to_avro(command)))
+    _send(bus, Outbound(MATCHER_COMMANDS, key=args.market, value=command))
     print(f"sent: list {args.market}")
 
 
@@ -84,7 +84,7 @@ def cmd_order(bus: Bus, args: argparse.Namespace) -> None:
     )  # fmt: skip
     trader = args.trader.lower()
     command = TraderCommand(command_id=str(uuid.uuid4()), trader=trader, ts_init=now_us, body=body)
-    _send(bus, Outbound(ORDERS_COMMANDS, key=trader, value=to_avro(command)))
+    _send(bus, Outbound(ORDERS_COMMANDS, key=trader, value=command))
     print(f"sent to risk: {args.side} {size} lots @ {price} ticks on {args.market} (order {order_id})")
 
 

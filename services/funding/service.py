@@ -19,10 +19,9 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.observability import watch_consumer
-from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand, TradeLogEntry
+from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
 from services.common.topics import MATCHER_COMMANDS, OPTIONS_IV, ORACLE_PRICES, TRADE_LOG, TopicSpec
@@ -112,7 +111,7 @@ class FundingService:
         now = self._clock()
         commands = self.scheduler.on_tick(now)
         for command in commands:
-            self._producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+            self._producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=command))
         self._producer.flush()  # delivered before the next tick may resend anything (and the IVs)
         if commands:
             self.sent += len(commands)
@@ -130,18 +129,17 @@ class FundingService:
     def _apply(self, message: Message) -> None:
         spec: TopicSpec = self._topics[message.topic() or ""]
         try:
-            value = self.bus.serde(spec).decode(message.value())
+            record = self.bus.serde(spec).decode_record(message.value())
         except UndecodableRecord as exc:
             log.warning("funding: skipped an undecodable record at %s: %s", message.offset(), exc)
             return
-        if spec is ORACLE_PRICES:
-            price = from_avro(IndexPrice, value)
-            self.scheduler.apply(IndexObserved(price.index_symbol, price.ts_event, price.price_e9))
+        if isinstance(record, IndexPrice):
+            self.scheduler.apply(IndexObserved(record.index_symbol, record.ts_event, record.price_e9))
             return
-        output = self.scheduler.apply(from_avro(TradeLogEntry, value))
+        output = self.scheduler.apply(record)
         for vol in output.implied_vols:
             if vol.trade_id > self._iv_published.get(vol.market, 0):
-                self._producer.send(Outbound(OPTIONS_IV, key=vol.market, value=to_avro(iv_record(vol))))
+                self._producer.send(Outbound(OPTIONS_IV, key=vol.market, value=iv_record(vol)))
                 self._iv_published[vol.market] = vol.trade_id
 
 
@@ -165,7 +163,7 @@ def published_ivs(bus: Bus) -> dict[str, int]:
     """Per option market, the highest trade id already on options.iv."""
     published: dict[str, int] = {}
     for message in read_topic(bus, OPTIONS_IV):
-        record = from_avro(ImpliedVolatility, bus.serde(OPTIONS_IV).decode(message.value()))
+        record = bus.serde(OPTIONS_IV).decode_record(message.value())
         published[record.market] = max(published.get(record.market, 0), record.trade_id)
     return published
 

@@ -38,7 +38,6 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.common.binding import to_avro
 from services.common.bus import Outbound
 from services.common.codes import GatewayReject, MatcherReject, RiskReject
 from services.common.nonces import Accepted, ReplayGuard
@@ -479,9 +478,7 @@ def _admin_routes(app: FastAPI, gateway: Gateway) -> None:
             command_id=str(uuid.uuid4()), market=body.market, trader=None, ts_init=_now_us(),
             body=_admin_body(body, admin),
         )  # fmt: skip
-        outcome = await _send(
-            gateway, Outbound(MATCHER_COMMANDS, key=body.market, value=to_avro(command)), None
-        )
+        outcome = await _send(gateway, Outbound(MATCHER_COMMANDS, key=body.market, value=command), None)
         status, answer = _command_answer(outcome)
         return JSONResponse(answer, status_code=status)
 
@@ -679,7 +676,7 @@ async def _decide(
     if market is not None:
         await _check_market(gateway, market)
     command = TraderCommand(command_id=str(uuid.uuid4()), trader=trader, ts_init=now, body=body)
-    outcome = await _send(gateway, Outbound(ORDERS_COMMANDS, key=trader, value=to_avro(command)), order_id)
+    outcome = await _send(gateway, Outbound(ORDERS_COMMANDS, key=trader, value=command), order_id)
     gateway.nonces.record(trader, struct.nonce)
     return answer(outcome)
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from services.common.binding import from_avro
 from services.common.bus import CORRELATION_HEADER, Bus, Outbound, encode_outbound, take_batch, watermarks
 from services.common.logs import correlation, render_correlation_id
 from services.common.records import AccountEvent, TradeLogEntry
@@ -139,13 +138,14 @@ class CommandTracker:
             return
         spec = self._topics[message.topic() or ""]
         try:
-            value = self.bus.serde(spec).decode(message.value())
+            record = self.bus.serde(spec).decode_record(message.value())
         except UndecodableRecord:
             return
-        if spec is TRADE_LOG:
-            outcome: Outcome | None = entry_outcome(from_avro(TradeLogEntry, value), waiter.order_id)
+        if isinstance(record, TradeLogEntry):
+            outcome: Outcome | None = entry_outcome(record, waiter.order_id)
         else:
-            outcome = account_outcome(from_avro(AccountEvent, value).body)
+            assert isinstance(record, AccountEvent)
+            outcome = account_outcome(record.body)
         if outcome is not None:
             waiter.loop.call_soon_threadsafe(_settle_outcome, waiter.decided, outcome)
 

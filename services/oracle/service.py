@@ -24,7 +24,6 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, decode_message, encode_outbound, read_partition
 from services.common.records import IndexPrice, QuoteStatus
 from services.common.serde import UndecodableRecord
@@ -140,7 +139,7 @@ class OracleService:
     def publish(self, prices: Sequence[IndexPrice]) -> None:
         """Produce the round's records, stamped with the round time, and wait for their delivery."""
         for price in prices:
-            out = Outbound(ORACLE_PRICES, key=price.index_symbol, value=to_avro(price))
+            out = Outbound(ORACLE_PRICES, key=price.index_symbol, value=price)
             self._producer.produce(**encode_outbound(self.bus, out), timestamp=price.ts_event // 1000)
         remaining = self._producer.flush(30)
         if remaining:
@@ -178,7 +177,7 @@ def rebuild_state(bus: Bus, policy: OraclePolicy, now_us: int) -> OracleState:
     for start in _offsets_at(bus, spec.name, since_ms):
         for message in read_partition(bus, start, None):
             try:
-                record = from_avro(IndexPrice, decode_message(bus, message, ORACLE_PRICES).value)
+                record = decode_message(bus, message, ORACLE_PRICES).record
             except UndecodableRecord:
                 continue  # not ours to judge here; the log keeps it for whoever can read it
             state = remember(policy, state, record)

@@ -21,7 +21,6 @@ from typing import Any
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.lifecycle import OrderStatus
 from services.common.records import OrderType, Side, TimeInForce, TradeLogEntry
@@ -96,7 +95,7 @@ def projector(settings: Settings, session: Session, entries: Sequence[TradeLogEn
     ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
     producer = TypedProducer(bus)
     for entry in entries:
-        producer.send(Outbound(TRADE_LOG, key=entry.market, value=to_avro(entry)))
+        producer.send(Outbound(TRADE_LOG, key=entry.market, value=entry))
     producer.flush()
     running = ReadModelProjector(bus, session)
     done, started = 0, time.perf_counter()

@@ -26,7 +26,6 @@ from typing import Any
 from cassandra.cluster import Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 
-from services.common.binding import from_avro
 from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
 from services.common.records import IndexPrice, QuoteStatus
 from services.common.topics import ORACLE_PRICES
@@ -148,7 +147,7 @@ class PricesProjector:
     def run_once(self, max_records: int = 500, timeout_s: float = 0.2) -> int:
         """Project one batch, then commit its offsets; returns how many records it read."""
         batch = self._consumer.poll_batch(max_records, timeout_s)
-        records = [from_avro(IndexPrice, m.value) for m in batch]
+        records = [m.record for m in batch]
         if records:
             self.statements += self.table.write(records, self._clock())
         self._consumer.commit()

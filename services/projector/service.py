@@ -21,9 +21,8 @@ import threading
 
 from cassandra.cluster import Session
 
-from services.common.binding import from_avro
 from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
-from services.common.records import AccountEvent, TradeLogEntry
+from services.common.records import TradeLogEntry
 from services.common.settings import Settings
 from services.common.stores import cassandra
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
@@ -98,9 +97,9 @@ class ReadModelProjector:
             pending: list[Write] = []
             for message in batch:
                 if message.topic != self._trade_log:
-                    pending += account_writes(from_avro(AccountEvent, message.value), message.offset)
+                    pending += account_writes(message.record, message.offset)
                     continue
-                entry: TradeLogEntry = from_avro(TradeLogEntry, message.value)
+                entry: TradeLogEntry = message.record
                 missing = self.states.needs(entry)
                 if missing:  # read back after this run's own writes have landed
                     self._write(pending)

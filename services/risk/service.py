@@ -35,7 +35,6 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from services.common import records
-from services.common.binding import from_avro, to_avro
 from services.common.bus import (
     Bus,
     Inbound,
@@ -169,17 +168,17 @@ class RiskService:
             raise InvalidRecord(str(exc)) from exc
 
     def _command(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
-        command: TraderCommand = from_avro(TraderCommand, message.value)
+        command: TraderCommand = message.record
         self._touch(message.partition, command.trader)
         result = engine.apply_command(command)
-        produced = [Outbound(MATCHER_COMMANDS, key=f.market, value=to_avro(f)) for f in result.forward]
+        produced = [Outbound(MATCHER_COMMANDS, key=f.market, value=f) for f in result.forward]
         bodies: list[tuple[str, AccountBody]] = [(command.trader, b) for b in result.account_events]
         bodies += [(e.trader, event_record(e)) for e in result.events]
         return produced + _account_events(message, command.ts_init, bodies)
 
     def _posting(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
         """Apply the events of a trade-log entry that concern this partition's traders."""
-        entry: TradeLogEntry = from_avro(TradeLogEntry, message.value)
+        entry: TradeLogEntry = message.record
 
         def owns(trader: str) -> bool:
             return partition_for(trader, RISK_POSTINGS.partitions) == message.partition
@@ -191,15 +190,13 @@ class RiskService:
             changes.extend(engine.apply_posting(posting))
         for change in changes:  # market events (funding, settlement, marks) change many traders
             self._touch(message.partition, change.trader)
-        liquidations = [
-            Outbound(MATCHER_COMMANDS, key=c.market, value=to_avro(c)) for c in engine.drain_forward()
-        ]
+        liquidations = [Outbound(MATCHER_COMMANDS, key=c.market, value=c) for c in engine.drain_forward()]
         return liquidations + _account_events(
             message, entry.ts_event, [(e.trader, event_record(e)) for e in changes]
         )
 
     def _account_event(self, engine: RiskEngine, message: Inbound) -> list[Outbound]:
-        event: AccountEvent = from_avro(AccountEvent, message.value)
+        event: AccountEvent = message.record
         if not isinstance(event.body, DepositConfirmed | WithdrawalPaid | WithdrawalFailed):
             return []  # risk's own outputs, read back: they change nothing
         self._touch(message.partition, event.trader, partition_state=True)
@@ -269,9 +266,7 @@ class RiskService:
                 ts_event=last.timestamp_ms * 1_000,
                 body=body,
             )
-            produced.append(
-                Outbound(ACCOUNTS_EVENTS, key=event.trader, value=to_avro(event), partition=partition)
-            )
+            produced.append(Outbound(ACCOUNTS_EVENTS, key=event.trader, value=event, partition=partition))
         return produced
 
     # -- recovery ------------------------------------------------------------------------------
@@ -307,14 +302,14 @@ def _account_events(
     produced = []
     for index, (trader, body) in enumerate(bodies):
         event = AccountEvent(event_id=message.event_id(index), trader=trader, ts_event=ts_event, body=body)
-        produced.append(Outbound(ACCOUNTS_EVENTS, key=trader, value=to_avro(event)))
+        produced.append(Outbound(ACCOUNTS_EVENTS, key=trader, value=event))
     return produced
 
 
 def _state_record(partition: int, key: str, state: dict[str, Any]) -> Outbound:
     """`state` as the changelog record of `key`."""
     record = RiskStateRecord(key=key, codec=CODEC, payload=encode_payload(state))
-    return Outbound(RISK_CHANGELOG, key=key, value=to_avro(record), partition=partition)
+    return Outbound(RISK_CHANGELOG, key=key, value=record, partition=partition)
 
 
 def read_changelog(bus: Bus, partitions: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -351,8 +346,7 @@ def read_changelog(bus: Bus, partitions: Iterable[int]) -> dict[int, dict[str, d
     for partition, messages in latest.items():
         states[partition] = {}
         for message in messages.values():
-            value = decode_message(bus, message, RISK_CHANGELOG).value
-            record: RiskStateRecord = from_avro(RiskStateRecord, value)
+            record: RiskStateRecord = decode_message(bus, message, RISK_CHANGELOG).record
             states[partition][record.key] = decode_payload(record.codec, record.payload)
     return states
 

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.failpoints import failpoint
 from services.common.observability import watch_consumer
@@ -215,7 +214,7 @@ class SettlementService:
     def _restore(self) -> None:
         serde = self.bus.serde(SETTLEMENT_BATCHES)
         for message in read_topic(self.bus, SETTLEMENT_BATCHES):
-            record: SettlementBatch = from_avro(SettlementBatch, serde.decode(message.value()))
+            record: SettlementBatch = serde.decode_record(message.value())
             self.core.restore(record.batch_id, batch_of(record, self.topic), record.status)
             self._last_ts[record.batch_id] = record.ts_event
 
@@ -257,7 +256,7 @@ class SettlementService:
                 continue
             # No dead letters here: a record settlement cannot read may move money, and skipping
             # it would settle a wrong sum. Stop (corrupt data is worse than no data).
-            event: AccountEvent = from_avro(AccountEvent, serde.decode(message.value()))
+            event: AccountEvent = serde.decode_record(message.value())
             for built in self.core.apply(
                 message.partition() or 0, message.offset() or 0, _log_time_us(message), event
             ):
@@ -423,7 +422,7 @@ class SettlementService:
             batch_id, self.core.batches[batch_id], status, ts, tx_hash=tx_hash, block_number=block_number,
             gas_used=gas_used, detail=detail,
         )  # fmt: skip
-        self._outbox.append(Outbound(SETTLEMENT_BATCHES, key=batch_id, value=to_avro(record)))
+        self._outbox.append(Outbound(SETTLEMENT_BATCHES, key=batch_id, value=record))
 
     def _flush(self) -> None:
         """Commit the queued records in one transaction (nothing is sent on-chain before BUILT is in)."""
@@ -449,7 +448,7 @@ def withdrawal_failed(chain_id: int, w: PendingWithdrawal, action: FailWithdrawa
             detail=action.detail[:1000],
         ),
     )
-    return Outbound(ACCOUNTS_EVENTS, key=w.trader, value=to_avro(event))
+    return Outbound(ACCOUNTS_EVENTS, key=w.trader, value=event)
 
 
 def _log_time_us(message: Message) -> int:

@@ -12,7 +12,6 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from services.common.binding import from_avro
 from services.common.bus import Bus, ProjectionConsumer
 from services.common.records import SettlementBatch
 from services.common.topics import SETTLEMENT_BATCHES
@@ -70,7 +69,7 @@ class BatchProjection:
         """Project what is there; returns the number of records written."""
         batch = self._consumer.poll_batch(500, timeout_s)
         for inbound in batch:
-            record: SettlementBatch = from_avro(SettlementBatch, inbound.value)
+            record: SettlementBatch = inbound.record
             rows = batch_rows(record)
             for statement, row, columns in zip(self._statements, rows, _COLUMNS, strict=True):
                 self.session.execute(statement, [*(row[c] for c in columns), record.ts_event])

@@ -34,7 +34,6 @@ from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
 
 from services.chain import client, deployments
 from services.chain.deployments import DeploymentError, deployment_path
-from services.common.binding import from_avro, to_avro
 from services.common.bus import Bus, Outbound, TypedProducer, watermarks
 from services.common.records import AccountEvent, DepositConfirmed, WithdrawalPaid
 from services.common.serde import UndecodableRecord
@@ -220,7 +219,7 @@ def _scan(
         if (message.offset() or 0) >= end:
             return best
         try:
-            event: AccountEvent = from_avro(AccountEvent, serde.decode(message.value()))
+            event: AccountEvent = serde.decode_record(message.value())
         except UndecodableRecord:
             continue  # not ours to judge: consumers of the topic dead-letter it
         parsed = parse_event_id(event.event_id)
@@ -348,7 +347,7 @@ class WatcherService:
         try:
             with self._producer.transaction() as tx:
                 for event in events:
-                    tx.send(Outbound(ACCOUNTS_EVENTS, key=event.trader, value=to_avro(event)))
+                    tx.send(Outbound(ACCOUNTS_EVENTS, key=event.trader, value=event))
         except KafkaException:
             # Nothing of this poll is committed, but the tracker moved past it: the next poll
             # starts again from what Kafka holds.

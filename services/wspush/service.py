@@ -36,7 +36,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from services.common.binding import from_avro
 from services.common.bus import Bus, take_batch, watermarks
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
@@ -291,12 +290,11 @@ class WsPushService:
         spec = TRADE_LOG if message.topic() == self.bus.topic(TRADE_LOG).name else ACCOUNTS_EVENTS
         self.metrics.records.labels(spec.name).inc()
         try:
-            value = self.bus.serde(spec).decode(message.value())
+            record: Record = self.bus.serde(spec).decode_record(message.value())
         except UndecodableRecord as error:
             self.metrics.undecodable.inc()
             log.warning("ws-push skipped %s@%s: %s", message.topic(), message.offset(), error)
             return None
-        record: Record = from_avro(TradeLogEntry if spec is TRADE_LOG else AccountEvent, value)
         return record
 
     # -- WebSocket connections ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from services.common.binding import from_avro, to_avro
+from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.presets import preset
 from services.common.records import (
@@ -111,9 +111,7 @@ def run_service(bus: Bus, *, seconds: float) -> None:
 
 
 def sent(bus: Bus) -> list[MatcherCommand]:
-    return [
-        from_avro(MatcherCommand, r.value) for r in read_all(bus, MATCHER_COMMANDS, expect=1, timeout_s=15)
-    ]
+    return [r.record for r in read_all(bus, MATCHER_COMMANDS, expect=1, timeout_s=15)]
 
 
 def _applied(start: int, end: int) -> FundingApplied:

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from cassandra.cluster import Session
 
-from services.common.binding import from_avro
 from services.common.bus import Bus
 from services.common.records import IndexPrice, QuoteStatus
 from services.common.topics import ORACLE_PRICES
@@ -132,7 +131,7 @@ def test_rounds_carry_every_verdict_and_reach_the_topic(bus: Bus, clock: RoundCl
     finally:
         service.close()
     # Expectation: one record per index per round, with each source's verdict.
-    records = [from_avro(IndexPrice, m.value) for m in read_all(bus, ORACLE_PRICES, expect=9)]
+    records = [m.record for m in read_all(bus, ORACLE_PRICES, expect=9)]
     assert records == published
     assert [r.index_symbol for r in records[:3]] == ["BTC-USD", "ETH-USD", "SOL-USD"]
     btc, eth, sol = records[-3:]
