@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tqdm import tqdm
 
 from deploy.local.launcher import Launcher
-from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.settings import Settings
 from services.common.topics import MATCHER_COMMANDS, TOPICS, ensure_topics
@@ -48,7 +47,7 @@ def main() -> None:
     flow = realistic_flow(args.commands)
     producer = TypedProducer(bus)
     for command in tqdm(flow, desc="preload", unit="cmd"):
-        producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=to_avro(command)))
+        producer.send(Outbound(MATCHER_COMMANDS, key=command.market, value=command))
     producer.flush()
 
     service = MatcherService(bus)
