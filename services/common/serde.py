@@ -145,8 +145,7 @@ class AvroSerde:
 
     def decode_record(self, data: bytes | None) -> Any:
         """The generated record in `data`, resolved to the current schema; raises UndecodableRecord."""
-        schema_id = self._schema_id(data)
-        assert data is not None
+        data, schema_id = _framed(data)
         if schema_id == self.schema_id and self._codec is not None:
             try:
                 return self._codec.decode(data, _HEADER.size)
@@ -162,8 +161,7 @@ class AvroSerde:
     def decode(self, data: bytes | None) -> Record:
         """The record in `data` as fastavro's dict, resolved to the current schema; raises
         UndecodableRecord."""
-        schema_id = self._schema_id(data)
-        assert data is not None
+        data, schema_id = _framed(data)
         writer = self._writer(schema_id)
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
@@ -187,16 +185,6 @@ class AvroSerde:
             raise ValueError(f"record does not fit {self.name}: {exc}") from exc
         return buf.getvalue()
 
-    @staticmethod
-    def _schema_id(data: bytes | None) -> int:
-        """The schema id in `data`'s wire header; raises UndecodableRecord if there is none."""
-        if data is None or len(data) < _HEADER.size:
-            raise UndecodableRecord("UNDECODABLE", "empty or shorter than the 5-byte header")
-        magic, schema_id = _HEADER.unpack_from(data)
-        if magic != MAGIC_BYTE:
-            raise UndecodableRecord("UNDECODABLE", f"magic byte {magic}, expected {MAGIC_BYTE}")
-        return int(schema_id)
-
     def _writer(self, schema_id: int) -> Any:
         if schema_id not in self._writers:
             schema = self._registry.writer_schema(schema_id)
@@ -204,6 +192,16 @@ class AvroSerde:
                 raise UndecodableRecord("UNKNOWN_SCHEMA_ID", f"no schema registered with id {schema_id}")
             self._writers[schema_id] = parse_schema(without_logical_types(schema))
         return self._writers[schema_id]
+
+
+def _framed(data: bytes | None) -> tuple[bytes, int]:
+    """`data` and the schema id in its wire header; raises UndecodableRecord if there is none."""
+    if data is None or len(data) < _HEADER.size:
+        raise UndecodableRecord("UNDECODABLE", "empty or shorter than the 5-byte header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        raise UndecodableRecord("UNDECODABLE", f"magic byte {magic}, expected {MAGIC_BYTE}")
+    return data, int(schema_id)
 
 
 def without_logical_types(node: Any) -> Any:
