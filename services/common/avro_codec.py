@@ -98,6 +98,8 @@ def _long_tail(data: bytes, p: int, first: int) -> tuple[int, int]:
         p += 1
         z |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if z >> 64:  # fastavro would wrap it to 64 bits; a value no writer can have made
+                raise ValueError("varint beyond 64 bits")
             return (z >> 1) ^ -(z & 1), p
         shift += 7
         if shift > 63:
