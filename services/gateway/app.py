@@ -150,9 +150,12 @@ class ApiError(Exception):
     def of(cls, status: int, code: GatewayReject, message: str) -> ApiError:
         return cls(status, int(code), code.name, message)
 
+    def body(self) -> dict[str, Any]:
+        """The refusal as the JSON body every route answers with."""
+        return {"code": self.code, "error": self.error, "message": self.message}
+
     def response(self) -> JSONResponse:
-        body = {"code": self.code, "error": self.error, "message": self.message}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 _SIGNATURE_STATUS = {
@@ -546,7 +549,7 @@ async def _submit(
             answer=answer,
         )
     except ApiError as error:
-        status, payload = error.status, {"code": error.code, "error": error.error, "message": error.message}
+        status, payload = error.status, error.body()
     except BaseException as failure:
         # The command never reached the log: give the key back so the same request can be retried.
         await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
@@ -602,15 +605,13 @@ async def _submit_batch(
                 market_refusal=market_refusals[order.market], order_id=str(order.order_id),
                 answer=_order_answerer(order),
             )  # fmt: skip
-        except ApiError as error:
-            status, payload = error.status, ids | {
-                "status": "REJECTED", "code": error.code, "error": error.error, "message": error.message,
-            }  # fmt: skip
         except NotDelivered:
-            status, payload = 503, ids | {
-                "status": "REJECTED", "code": 0, "error": "UNAVAILABLE",
-                "message": "Kafka did not take the order; send it again with a new nonce",
-            }  # fmt: skip
+            error = ApiError(
+                503, 0, "UNAVAILABLE", "Kafka did not take the order; send it again with a new nonce"
+            )
+            status, payload = error.status, ids | {"status": "REJECTED"} | error.body()
+        except ApiError as error:
+            status, payload = error.status, ids | {"status": "REJECTED"} | error.body()
         metrics.commands.labels(PlaceOrder.__name__, str(status)).inc()
         return {"httpStatus": status} | payload
 

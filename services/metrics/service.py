@@ -20,15 +20,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.common.binding import from_avro
-from services.common.bus import Bus, decode_message, run_until_stopped, take_batch
+from services.common.bus import Bus, Inbound, decode_message, run_until_stopped, take_batch
 from services.common.observability import watch_consumer
-from services.common.records import AccountEvent, ImpliedVolatility, IndexPrice, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
 from services.common.stores import clickhouse
@@ -105,19 +102,19 @@ class MetricsProjector:
                 log.warning("skipping undecodable %s@%s: %s", where, msg.offset(), exc)
                 continue
             pos = LogPosition(inbound.partition, inbound.offset, inbound.timestamp_ms)
-            merge(rows, self._fold(self._inputs[where[0]], inbound.value, pos))
+            merge(rows, self._fold(self._inputs[where[0]], inbound, pos))
         self.write(rows)
         self.records += read
         return read
 
-    def _fold(self, spec: TopicSpec, value: dict[str, Any], pos: LogPosition) -> Rows:
+    def _fold(self, spec: TopicSpec, inbound: Inbound, pos: LogPosition) -> Rows:
         if spec is TRADE_LOG:
-            return self.fold.trade_entry(from_avro(TradeLogEntry, value), pos)
-        if spec is ACCOUNTS_EVENTS:
-            return self.fold.account_event(from_avro(AccountEvent, value), value, pos)
+            return self.fold.trade_entry(inbound.record, pos)
+        if spec is ACCOUNTS_EVENTS:  # its ledger row is built from the Avro dict
+            return self.fold.account_event(inbound.record, inbound.value, pos)
         if spec is ORACLE_PRICES:
-            return self.fold.index_price(from_avro(IndexPrice, value), pos)
-        return self.fold.implied_vol(from_avro(ImpliedVolatility, value), pos)
+            return self.fold.index_price(inbound.record, pos)
+        return self.fold.implied_vol(inbound.record, pos)
 
     def write(self, rows: Rows) -> None:
         """Insert the rows past the watermarks, table by table, then raise the watermarks."""

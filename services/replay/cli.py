@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from services.common.binding import from_avro, to_avro
+from services.common.binding import RECORD_CLASSES, from_avro, to_avro
 from services.common.bus import Bus
 from services.common.records import MatcherCommand, TradeLogEntry
 from services.common.settings import Settings, get_settings
@@ -59,7 +59,7 @@ __all__ = ["SYNC_MARKER", "main", "read_commands", "read_topic", "read_topic_com
 
 def read_topic(
     bus: Bus, spec: TopicSpec, partition: int | None, start: int, end: int | None
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Iterator[tuple[str, Any]]:
     """(topic position, record) pairs of a committed range of one partition, or of each in turn."""
     return read_ranges(bus, spec, plan_ranges(bus, spec, partition=partition, start=start, end=end))
 
@@ -68,8 +68,7 @@ def read_topic_commands(
     bus: Bus, spec: TopicSpec, partition: int | None, start: int, end: int | None
 ) -> Iterator[tuple[str, MatcherCommand]]:
     """(topic position, command) pairs of a committed topic range (see `read_topic`)."""
-    for source, value in read_topic(bus, spec, partition, start, end):
-        yield source, from_avro(MatcherCommand, value)
+    yield from read_topic(bus, spec, partition, start, end)
 
 
 def replay_engine(
@@ -155,8 +154,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ranges = _ranges(args, bus, spec)
     records, sources = [], []
     with _bar(f"export {spec.name}", range_sizes(bus, spec, ranges)) as bar:
-        for source, value in read_ranges(bus, spec, ranges):
-            records.append(value)
+        for source, record in read_ranges(bus, spec, ranges):
+            records.append(to_avro(record))
             sources.append(source)
             bar.update(1)
     write_container(Path(args.output), spec.value_schema, records, sources)
@@ -237,10 +236,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         ranges = plan_ranges(bus, MATCHER_COMMANDS, partition=args.partition, start=args.start, end=args.end)
         if not args.no_snapshots:
             ranges, engines, marks = _from_snapshots(bus, ranges)
-        commands = (
-            (source, from_avro(MatcherCommand, value))
-            for source, value in read_ranges(bus, MATCHER_COMMANDS, ranges)
-        )
+        commands = read_ranges(bus, MATCHER_COMMANDS, ranges)
         recorded = _recorded_entries(bus, ranges)
         total = range_sizes(bus, MATCHER_COMMANDS, ranges)
     with _bar("check-determinism", total, "cmd") as bar:
@@ -285,8 +281,7 @@ def _recorded_entries(bus: Bus, command_ranges: list[Range]) -> Iterator[TradeLo
     commands_topic = bus.topic(MATCHER_COMMANDS).name
     for r in command_ranges:
         wanted = f"{commands_topic}:{r.partition}"
-        for _, value in read_ranges(bus, TRADE_LOG, [Range(r.partition, 0)]):
-            entry: TradeLogEntry = from_avro(TradeLogEntry, value)
+        for _, entry in read_ranges(bus, TRADE_LOG, [Range(r.partition, 0)]):
             if partition_of(entry.source) != wanted:
                 yield entry  # not this range's: let the comparison report it
                 continue
@@ -305,7 +300,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     params = dict(_param(p) for p in args.param or [])
     strategy = load_strategy(args.strategy, params)
     if args.data:
-        schema, pairs = read_container(Path(args.data))
+        schema, dicts = read_container(Path(args.data))
+        pairs: Iterator[tuple[str, Any]] = ((s, from_avro(RECORD_CLASSES[schema], r)) for s, r in dicts)
         data_name = str(args.data)
     else:
         bus = Bus(args.settings)
@@ -313,9 +309,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         schema, pairs = spec.value_schema, read_ranges(bus, spec, _ranges(args, bus, spec))
         data_name = f"topic {spec.name}"
     if schema == "TradeLogEntry":
-        items = entries_as_commands(from_avro(TradeLogEntry, r) for _, r in pairs)
+        items = entries_as_commands(entry for _, entry in pairs)
     elif schema == "MatcherCommand":
-        items = ((s, from_avro(MatcherCommand, r)) for s, r in pairs)
+        items = pairs
     else:
         raise SystemExit(
             f"error: backtest data must be TradeLogEntry or MatcherCommand records, not {schema}"

@@ -21,11 +21,13 @@ from fastavro import parse_schema, reader, writer
 
 from services.common.binding import from_avro
 from services.common.bus import Bus, decode_message, read_partition, watermarks
-from services.common.records import EngineSnapshot, MarketDefinition, MatcherCommand, TradeLogEntry
+from services.common.records import EngineSnapshot, MatcherCommand, TradeLogEntry
 from services.common.schemas import load_current
 from services.common.serde import UndecodableRecord, without_logical_types
 from services.common.topics import MATCHER_SNAPSHOTS, TOPICS, TopicSpec
-from services.matcher.core.engine import MatchingEngine, import_state
+from services.matcher.core.engine import MatchingEngine
+from services.matcher.service import CODEC as SNAPSHOT_CODEC
+from services.matcher.service import decode_state
 
 SOURCE = "cxpt.source"
 """Metadata key of a container file: the JSON list of its records' topic positions."""
@@ -188,8 +190,8 @@ def range_sizes(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> int:
         consumer.close()
 
 
-def read_ranges(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(topic position, record) pairs of committed ranges, one after the other.
+def read_ranges(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> Iterator[tuple[str, Any]]:
+    """(topic position, generated record) pairs of committed ranges, one after the other.
 
     Poison records are skipped: they were dead-lettered when first consumed.
     """
@@ -200,10 +202,10 @@ def read_ranges(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> Iterator[tupl
         begin = r.start if r.start > 0 else OFFSET_BEGINNING
         for message in read_partition(bus, TopicPartition(name, r.partition, begin), r.end):
             try:
-                value = decode_message(bus, message, spec).value
+                record = decode_message(bus, message, spec).record
             except UndecodableRecord:
                 continue
-            yield f"{message.topic()}:{message.partition()}:{message.offset()}", value
+            yield f"{message.topic()}:{message.partition()}:{message.offset()}", record
 
 
 # -- matcher snapshots ------------------------------------------------------------------------------
@@ -212,21 +214,14 @@ def read_ranges(bus: Bus, spec: TopicSpec, ranges: list[Range]) -> Iterator[tupl
 def snapshots(bus: Bus) -> list[EngineSnapshot]:
     """Every matcher snapshot still on matcher.snapshots (a compacted topic: at least the latest
     per input partition), in log order."""
-    found = []
-    for _, value in read_ranges(bus, MATCHER_SNAPSHOTS, [Range(0, 0)]):
-        found.append(from_avro(EngineSnapshot, value))
-    return found
+    return [snapshot for _, snapshot in read_ranges(bus, MATCHER_SNAPSHOTS, [Range(0, 0)])]
 
 
 def snapshot_engine(snapshot: EngineSnapshot) -> MatchingEngine:
-    """The engine a snapshot holds (codec json-zlib-1: `export_state` as JSON, definitions as Avro
-    dicts — the matcher service's `encode_state`); checked against its recorded hash."""
-    import zlib
-
-    if snapshot.codec != "json-zlib-1":
+    """The engine a snapshot holds (the matcher service's codec), checked against its recorded hash."""
+    if snapshot.codec != SNAPSHOT_CODEC:
         raise ValueError(f"unknown snapshot codec {snapshot.codec!r}")
-    markets: list[dict[str, Any]] = json.loads(zlib.decompress(snapshot.payload))
-    engine = import_state([m | {"definition": from_avro(MarketDefinition, m["definition"])} for m in markets])
+    engine = decode_state(snapshot.payload)
     if engine.state_hash() != snapshot.state_hash:
         raise ValueError(f"snapshot of {snapshot.input_partition} at {snapshot.next_offset} is corrupt")
     return engine
