@@ -59,7 +59,7 @@ from services.settlement.core import (
     WithdrawalFailure,
 )
 from services.settlement.core.settlement import BuiltBatch
-from services.settlement.core.withdrawals import WithdrawalState
+from services.settlement.core.withdrawals import WithdrawalState, revert_rule
 from services.settlement.store import BatchProjection
 from services.settlement.vault import Mined, Revert, Sent, VaultClient
 
@@ -70,13 +70,6 @@ MAX_IN_FLIGHT = 16
 """Settle transactions sent and not yet confirmed, at most (consecutive nonces)."""
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
 """Back-off of a FAILED batch's retries: doubling from the first to the maximum."""
-
-_SIGNATURE_ERRORS = frozenset({"SignerMismatch", "ECDSAInvalidSignature", "ECDSAInvalidSignatureLength",
-                               "ECDSAInvalidSignatureS"})  # fmt: skip
-_WAIT_ERRORS = frozenset({"EnforcedPause", "AccessControlUnauthorizedAccount", "SignatureExpired"})
-"""Withdrawal reverts that are not the trader's fault, or not final yet: keep the request waiting
-(a paused Vault or a missing role is an operator's to fix; an expired one fails once the chain's
-time is past its deadline — the deadline rule)."""
 
 
 def fold_config(bus: Bus) -> FoldConfig:
@@ -386,17 +379,14 @@ class SettlementService:
             self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.SENT)
             self.stats["withdrawals_sent"] += 1
             log.info("settlement: withdrawal %s of %s sent in %s", w.withdrawal_id, w.amount, outcome.tx_hash)
-        elif outcome.name == "WithdrawalAlreadyPaid":
-            self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.PAID_ON_CHAIN)
-        elif outcome.name in _WAIT_ERRORS:
-            log.warning("settlement: withdrawal %s waits: %s", w.withdrawal_id, outcome)
         else:
-            reason = (
-                WithdrawalFailure.SIGNATURE_REFUSED
-                if outcome.name in _SIGNATURE_ERRORS
-                else WithdrawalFailure.REVERTED
-            )
-            self._fail_withdrawal(FailWithdrawal(w, reason, str(outcome)))
+            rule = revert_rule(outcome.name)
+            if isinstance(rule, WithdrawalFailure):
+                self._fail_withdrawal(FailWithdrawal(w, rule, str(outcome)))
+            elif rule is WithdrawalState.WAITING:
+                log.warning("settlement: withdrawal %s waits: %s", w.withdrawal_id, outcome)
+            else:
+                self.core.withdrawals.move(w.withdrawal_id, rule)
 
     def _fail_withdrawal(self, action: FailWithdrawal) -> None:
         """WithdrawalFailed to accounts.events; the caller checked the Vault has not paid it."""

@@ -97,6 +97,30 @@ class FailWithdrawal:
     detail: str
 
 
+WAIT = W.WAITING
+REVERT_RULES: dict[str, WithdrawalState | WithdrawalFailure] = {
+    # Already done: the chain watcher reports it paid; never report it failed.
+    "WithdrawalAlreadyPaid": W.PAID_ON_CHAIN,
+    # Not the trader's fault, or not final yet: keep the request (and its amount set aside).
+    "EnforcedPause": WAIT,  # the operator paused the Vault
+    "AccessControlUnauthorizedAccount": WAIT,  # the settler lost its role: the operator's to fix
+    "InsufficientLiquidity": WAIT,  # the claims are not backed (an incident): the claim stays good
+    "SignatureExpired": WAIT,  # fails by the deadline rule once the chain's time is past it
+    # The signature does not hold: it never will.
+    "SignerMismatch": WithdrawalFailure.SIGNATURE_REFUSED,
+    "ECDSAInvalidSignature": WithdrawalFailure.SIGNATURE_REFUSED,
+    "ECDSAInvalidSignatureLength": WithdrawalFailure.SIGNATURE_REFUSED,
+    "ECDSAInvalidSignatureS": WithdrawalFailure.SIGNATURE_REFUSED,
+}
+"""What a `Vault.withdraw` revert (by custom-error name) means for the request; any other revert
+fails it as REVERTED (`revert_rule`)."""
+
+
+def revert_rule(error_name: str) -> WithdrawalState | WithdrawalFailure:
+    """The request's next state (PAID_ON_CHAIN or WAITING), or the reason it failed."""
+    return REVERT_RULES.get(error_name, WithdrawalFailure.REVERTED)
+
+
 class IllegalWithdrawalTransition(Exception):
     """A withdrawal state change the table does not allow (a bug)."""
 

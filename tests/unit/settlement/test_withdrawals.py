@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.common.records import BatchStatus
@@ -12,10 +14,16 @@ from services.settlement.core import (
     Settlement,
     WithdrawalFailure,
 )
-from services.settlement.core.withdrawals import IllegalWithdrawalTransition, WithdrawalState
+from services.settlement.core.withdrawals import (
+    REVERT_RULES,
+    IllegalWithdrawalTransition,
+    WithdrawalState,
+    revert_rule,
+)
 from tests.kit import ALICE
 from tests.unit.settlement.risk_stream import RiskPartition
 
+ROOT = Path(__file__).resolve().parents[3]
 TOPIC = "accounts.events"
 VAULT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 WID = "0190b7a4-0000-7000-8000-000000000001"
@@ -79,3 +87,34 @@ def test_only_waiting_requests_are_acted_on_and_the_log_resolves_them() -> None:
     core.withdrawals.resolved(WID)  # the watcher's WithdrawalPaid, read back
     assert core.withdrawals.pending() == []
     core.withdrawals.move(WID, WithdrawalState.SENT)  # resolved: ignored
+
+
+@pytest.mark.parametrize(
+    ("error_name", "expected"),
+    [
+        ("WithdrawalAlreadyPaid", WithdrawalState.PAID_ON_CHAIN),
+        ("EnforcedPause", WithdrawalState.WAITING),
+        ("AccessControlUnauthorizedAccount", WithdrawalState.WAITING),
+        ("InsufficientLiquidity", WithdrawalState.WAITING),
+        ("SignatureExpired", WithdrawalState.WAITING),
+        ("SignerMismatch", WithdrawalFailure.SIGNATURE_REFUSED),
+        ("ECDSAInvalidSignatureS", WithdrawalFailure.SIGNATURE_REFUSED),
+        ("InsufficientBalance", WithdrawalFailure.REVERTED),
+        ("SomethingNew", WithdrawalFailure.REVERTED),
+    ],
+)
+def test_a_withdraw_revert_decides_wait_paid_or_failed_by_its_error_name(
+    error_name: str, expected: WithdrawalState | WithdrawalFailure
+) -> None:
+    # State: a `Vault.withdraw` reverted with `error_name`. Expectation: the rule table's answer —
+    # an unbacked Vault (InsufficientLiquidity) is an incident, not the trader's loss: it waits.
+    assert revert_rule(error_name) is expected
+
+
+def test_every_revert_rule_names_an_error_the_vault_or_openzeppelin_declares() -> None:
+    vault = (ROOT / "contracts" / "src" / "Vault.sol").read_text()
+    openzeppelin = {"EnforcedPause", "AccessControlUnauthorizedAccount"} | {
+        name for name in REVERT_RULES if name.startswith("ECDSA")
+    }
+    for name in REVERT_RULES.keys() - openzeppelin:
+        assert f"error {name}(" in vault, name
