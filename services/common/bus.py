@@ -57,6 +57,8 @@ from services.common.settings import Settings
 from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
 
 log = logging.getLogger(__name__)
+RDKAFKA_LOG = logging.getLogger("librdkafka")
+"""Where librdkafka's log lines go (see `Bus.client_config`)."""
 
 CORRELATION_HEADER = "cxpt-correlation-id"
 
@@ -142,9 +144,14 @@ class Bus:
             self._serdes[spec.value_schema] = AvroSerde(self.registry, spec.value_schema)
         return self._serdes[spec.value_schema]
 
+    def client_config(self) -> dict[str, Any]:
+        """What every Kafka client of this process shares: the brokers, and librdkafka's own log
+        lines routed into Python logging (`librdkafka` logger, served when the client polls) instead
+        of straight to stderr, so they carry the service's format and level."""
+        return {"bootstrap.servers": self.settings.kafka_bootstrap_servers, "logger": RDKAFKA_LOG}
+
     def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+        config: dict[str, Any] = self.client_config() | {
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
@@ -158,8 +165,7 @@ class Bus:
 
     def consumer_config(self, group_id: str) -> dict[str, Any]:
         """Config for a consumer in `group_id`, which is prefixed like topic names are."""
-        return {
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+        return self.client_config() | {
             "group.id": f"{self.settings.topic_prefix}{group_id}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

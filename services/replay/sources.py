@@ -123,7 +123,7 @@ def parse_time_ms(text: str) -> int:
 
 def partitions_of(bus: Bus, topic: str) -> list[int]:
     """The partition numbers of `topic`, ascending."""
-    admin = AdminClient({"bootstrap.servers": bus.settings.kafka_bootstrap_servers})
+    admin = AdminClient(bus.client_config())
     return sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
 
