@@ -170,6 +170,8 @@ class _Compiler:
         self._source: list[str] = []
         self._unions: list[tuple[str, dict[type[Any], tuple[bytes, str]]]] = []
         self.env: dict[str, Any] = {
+            "_LAST": _LAST,
+            "_varint": _varint,
             "_long": _long,
             "_int": _int,
             "_string": _string,
@@ -253,8 +255,14 @@ class _Compiler:
             lines.append(f"{pad}if {value} is not None: raise ValueError('null expected')")
         elif schema == "boolean":
             lines.append(f"{pad}w(b'\\x01' if {value} else b'\\x00')")
-        elif schema in ("int", "long", "string", "bytes"):
-            lines.append(f"{pad}w(_{schema}({value}))")
+        elif schema in ("int", "long"):  # the common small non-negative value without a call
+            lines.append(f"{pad}w(_LAST[{value} << 1] if 0 <= {value} < 8192 else _{schema}({value}))")
+        elif schema == "string":  # length and UTF-8 as two parts: no call, no concatenation
+            data = self._fresh("data")
+            lines.append(f"{pad}{data} = {value}.encode(); n = len({data}) << 1")
+            lines.append(f"{pad}w(_LAST[n] if n < 16384 else _varint(n)); w({data})")
+        elif schema == "bytes":
+            lines.append(f"{pad}w(_bytes({value}))")
         elif schema == "double":
             lines.append(f"{pad}w(_pack_double({value}))")
         elif isinstance(schema, list):

@@ -41,8 +41,23 @@ class RestingOrder(msgspec.Struct, gc=False):
     cum_qty: int = 0
 
     def state(self) -> tuple[object, ...]:
-        """Every field, in a fixed order (for hashing and comparison)."""
-        return tuple(getattr(self, name) for name in ORDER_FIELDS)
+        """Every field, in `ORDER_FIELDS` order (for hashing, comparison and snapshots).
+
+        Spelled out rather than read by name in a loop: snapshots walk every resting order.
+        """
+        return (
+            self.arrival,
+            self.client_order_id,
+            self.cum_qty,
+            self.expire_at,
+            self.leaves_qty,
+            self.order_id,
+            self.price,
+            self.side,
+            self.size,
+            self.stp,
+            self.trader,
+        )
 
 
 ORDER_FIELDS = tuple(sorted(RestingOrder.__struct_fields__))

@@ -632,11 +632,7 @@ def export_state(engine: MatchingEngine) -> list[dict[str, Any]]:
     exported = []
     for symbol in sorted(engine.markets):
         market = engine.markets[symbol]
-        orders = [
-            [getattr(o, name) for name in ORDER_FIELDS]
-            for side in (Side.BUY, Side.SELL)
-            for o in market.book.in_priority(side)
-        ]
+        orders = [o.state() for side in (Side.BUY, Side.SELL) for o in market.book.in_priority(side)]
         exported.append(
             {
                 "definition": market.definition,

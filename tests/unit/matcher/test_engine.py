@@ -23,6 +23,7 @@ from services.common.records import (
     TimeInForce,
     TradeExecuted,
 )
+from services.matcher.core.book import ORDER_FIELDS, RestingOrder
 from services.matcher.core.engine import CommandResult, Event, MatchingEngine, export_state, import_state
 from tests.kit import ALICE, BOB, CAROL, Commands, btc_perp, order_id
 
@@ -420,3 +421,11 @@ def test_best_price_stays_right_after_many_price_levels_come_and_go(market: Mark
     assert market.book.best_price(BUY) == 1_050
     trade = next(e for e in market.place(CAROL, SELL, 1, 1) if isinstance(e, TradeExecuted))
     assert (trade.maker_trader, trade.price) == (BOB, 1_050)
+
+
+def test_a_resting_orders_state_lists_its_fields_in_snapshot_order() -> None:
+    # State: an order whose every field holds a different value.
+    order = RestingOrder("o-1", "c-1", ALICE, Side.SELL, 101, 7, 99, SelfTradePrevention.CANCEL_BOTH, 3, 5, 2)
+    # Expectation: state() is the fields in ORDER_FIELDS order — what snapshots write and read back.
+    assert order.state() == tuple(getattr(order, name) for name in ORDER_FIELDS)
+    assert set(ORDER_FIELDS) == set(RestingOrder.__struct_fields__)
