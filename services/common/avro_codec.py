@@ -61,29 +61,22 @@ def _varint(z: int) -> bytes:
     return _MORE[z & 0x3FFF] + _MORE[z >> 14 & 0x3FFF] + _MORE[z >> 28 & 0x3FFF] + _varint(z >> 42)
 
 
-def _zigzag(n: int, low: int, high: int) -> bytes:
-    if not low <= n <= high:
-        raise ValueError(f"{n} is outside [{low}, {high}]")
-    return _varint(n << 1 if n >= 0 else ~(n << 1))
-
-
 def _long(n: int) -> bytes:
     """A long: zig-zag varint; out of the signed 64-bit range is an error, as in fastavro."""
     if 0 <= n < 1 << 13:
         return _LAST[n << 1]
-    return _zigzag(n, *LONG_RANGE)
+    if not -(1 << 63) <= n < 1 << 63:
+        raise ValueError(f"{n} is outside [{LONG_RANGE[0]}, {LONG_RANGE[1]}]")
+    return _varint(n << 1 if n >= 0 else ~(n << 1))
 
 
 def _int(n: int) -> bytes:
     """An int: the same encoding as a long, within the signed 32-bit range."""
     if 0 <= n < 1 << 13:
         return _LAST[n << 1]
-    return _zigzag(n, *INT_RANGE)
-
-
-def _string(s: str) -> bytes:
-    data = s.encode()
-    return _varint(len(data) << 1) + data
+    if not -(1 << 31) <= n < 1 << 31:
+        raise ValueError(f"{n} is outside [{INT_RANGE[0]}, {INT_RANGE[1]}]")
+    return _varint(n << 1 if n >= 0 else ~(n << 1))
 
 
 def _bytes(data: bytes) -> bytes:
@@ -174,7 +167,6 @@ class _Compiler:
             "_varint": _varint,
             "_long": _long,
             "_int": _int,
-            "_string": _string,
             "_bytes": _bytes,
             "_long_tail": _long_tail,
             "_pack_double": _DOUBLE.pack,
