@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from types import FrameType
 from typing import Any
@@ -57,6 +57,7 @@ from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
 
 log = logging.getLogger(__name__)
 RDKAFKA_LOG = logging.getLogger("librdkafka")
+_NO_SPAN = nullcontext()
 """Where librdkafka's log lines go (see `Bus.client_config`)."""
 
 CORRELATION_HEADER = "cxpt-correlation-id"
@@ -228,8 +229,11 @@ def dead_letter(msg: Message, group_id: str, reason_code: str, reason: str) -> O
     )
 
 
-def decode_message(bus: Bus, msg: Message, spec: TopicSpec) -> Inbound:
-    """The Inbound for a consumed message; raises UndecodableRecord."""
+def decode_message(
+    bus: Bus, msg: Message, spec: TopicSpec, headers: dict[str, bytes] | None = None
+) -> Inbound:
+    """The Inbound for a consumed message (`headers`: its headers, if already read); raises
+    UndecodableRecord."""
     key = msg.key()
     return Inbound(
         topic=msg.topic() or "",
@@ -237,7 +241,7 @@ def decode_message(bus: Bus, msg: Message, spec: TopicSpec) -> Inbound:
         offset=msg.offset() or 0,
         key=key.decode(errors="replace") if key is not None else None,
         record=bus.serde(spec).decode_record(msg.value()),
-        headers=_headers(msg),
+        headers=_headers(msg) if headers is None else headers,
         timestamp_ms=msg.timestamp()[1],
     )
 
@@ -382,18 +386,18 @@ class TransactionalProcessor:
         self.stats["records"] += len(messages)
 
     def _outputs_for(self, msg: Message) -> list[dict[str, Any]]:
-        spec = self._inputs[msg.topic() or ""]
+        topic = msg.topic() or ""
         headers = _headers(msg)
         correlation_id = headers.get(CORRELATION_HEADER)
+        span = (
+            tracing.record_span(topic, headers, {"messaging.kafka.offset": msg.offset() or 0})
+            if self._traced
+            else _NO_SPAN
+        )
         # Every log line while this record is handled (dead-lettering included) names its request.
-        with (
-            correlation(correlation_id),
-            tracing.maybe_record_span(
-                self._traced, msg.topic() or "", headers, {"messaging.kafka.offset": msg.offset() or 0}
-            ),
-        ):
+        with correlation(correlation_id), span:
             try:
-                inbound = decode_message(self.bus, msg, spec)
+                inbound = decode_message(self.bus, msg, self._inputs[topic], headers)
                 produced = [
                     encode_outbound(self.bus, o, correlation_id, traced=self._traced)
                     for o in self.handler(inbound)
@@ -402,9 +406,8 @@ class TransactionalProcessor:
                 return [self._dead_letter(msg, exc.reason_code, exc.reason)]
             except InvalidRecord as exc:
                 return [self._dead_letter(msg, "INVALID_RECORD", str(exc))]
-            log.debug(
-                "handled %s:%s:%s → %d records", msg.topic(), msg.partition(), msg.offset(), len(produced)
-            )
+            if log.isEnabledFor(logging.DEBUG):  # the arguments alone cost per record
+                log.debug("handled %s → %d records", inbound.position, len(produced))
             return produced
 
     def _dead_letter(self, msg: Message, code: str, reason: str) -> dict[str, Any]:

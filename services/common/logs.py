@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -63,17 +62,25 @@ def render_correlation_id(raw: bytes) -> str:
 _CORRELATION: ContextVar[bytes | None] = ContextVar("cxpt_correlation_id", default=None)
 
 
-@contextmanager
-def correlation(raw: bytes | None) -> Iterator[None]:
-    """Log lines inside the block carry `correlation_id` (nothing is bound when `raw` is None)."""
-    if raw is None:
-        yield
-        return
-    token = _CORRELATION.set(raw)
-    try:
-        yield
-    finally:
-        _CORRELATION.reset(token)
+class correlation:  # noqa: N801 - used like a function: `with correlation(raw):`
+    """Log lines inside the block carry `correlation_id` (nothing is bound when `raw` is None).
+
+    A small class rather than a generator: the bus enters one per record it handles.
+    """
+
+    __slots__ = ("_raw", "_token")
+
+    def __init__(self, raw: bytes | None) -> None:
+        self._raw = raw
+        self._token: Token[bytes | None] | None = None
+
+    def __enter__(self) -> None:
+        if self._raw is not None:
+            self._token = _CORRELATION.set(self._raw)
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _CORRELATION.reset(self._token)
 
 
 def add_correlation_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

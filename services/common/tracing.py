@@ -24,7 +24,7 @@ order through risk and the matcher, next to the correlation id (docs/observabili
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -51,13 +51,6 @@ def record_span(topic: str, headers: Mapping[str, bytes], attributes: Mapping[st
         f"process {topic}", context=parent, kind=SpanKind.CONSUMER, attributes=dict(attributes)
     ):
         yield
-
-
-def maybe_record_span(
-    on: bool, topic: str, headers: Mapping[str, bytes], attributes: Mapping[str, Any]
-) -> Any:
-    """`record_span` when `on` (see `enabled`), else a context that does nothing."""
-    return record_span(topic, headers, attributes) if on else nullcontext()
 
 
 def inject(headers: MutableMapping[str, bytes]) -> None:
