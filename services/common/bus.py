@@ -194,16 +194,20 @@ def encode_outbound(
 ) -> dict[str, Any]:
     """Arguments for `Producer.produce` of `out`, with the correlation id carried along (and the
     current span's `traceparent` when `traced`)."""
-    headers = dict(out.headers)
-    if correlation_id is not None:
-        headers.setdefault(CORRELATION_HEADER, correlation_id)
-    if traced:
-        tracing.inject(headers)
+    if out.headers or traced:
+        headers = dict(out.headers)
+        if correlation_id is not None:
+            headers.setdefault(CORRELATION_HEADER, correlation_id)
+        if traced:
+            tracing.inject(headers)
+        header_list = list(headers.items())
+    else:  # the common case, once per record produced: no dict to build
+        header_list = [] if correlation_id is None else [(CORRELATION_HEADER, correlation_id)]
     produce: dict[str, Any] = {
         "topic": bus.topic(out.topic).name,
         "key": out.key.encode(),
         "value": None if out.value is None else bus.serde(out.topic).encode(out.value),
-        "headers": list(headers.items()),
+        "headers": header_list,
     }
     if out.partition is not None:
         produce["partition"] = out.partition

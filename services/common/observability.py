@@ -281,7 +281,7 @@ def observe_command(command: MatcherCommand, events: Sequence[object], now_us: i
     now = time.time_ns() // 1_000 if now_us is None else now_us
     seconds = max(0, now - command.ts_init) / 1e6
     COMMAND_SECONDS.observe(seconds)
-    if isinstance(command.body, PlaceOrder) and any(isinstance(e, OrderFilled) for e in events):
+    if type(command.body) is PlaceOrder and OrderFilled in map(type, events):  # C loop: per command
         ORDER_FILL_SECONDS.observe(seconds)
 
 
