@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     eth_rpc_url: str = "http://127.0.0.1:8545"
     topic_prefix: str = Field("", description="prefix for every topic and consumer group name")
     instance_id: str = Field("0", description="stable id of this replica (StatefulSet ordinal)")
-    snapshot_every: int = Field(10_000, ge=1, description="commands between state snapshots")
+    snapshot_every: int = Field(10_000, ge=1, description="commands between state snapshots, at least")
+    snapshot_commands_per_order: int = Field(
+        4, ge=0, description="and at least this many per order resting then (0: by count alone)"
+    )
     batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
     batch_timeout_ms: int = Field(20, ge=0, description="longest wait for the first record of a batch")
     batch_linger_ms: int = Field(5, ge=0, description="wait after a batch's first record for more")

@@ -1,11 +1,14 @@
 """Matcher service: matcher.commands → engine → trade.log (+ risk.postings), exactly once.
 
-One `MatchingEngine` per assigned input partition (markets hash to partitions). Every
-`snapshot_every` commands the partition's state goes to `matcher.snapshots` in the same
-transaction as the outputs and input offsets it reflects, so a snapshot never runs ahead of, or
-behind, what was committed. On assignment (start, rebalance, aborted transaction) the state is
-rebuilt to the committed offset: the latest snapshot, then a replay of the commands after it —
-whose outputs were committed before, so the replay emits nothing.
+One `MatchingEngine` per assigned input partition (markets hash to partitions). The partition's
+state goes to `matcher.snapshots` in the same transaction as the outputs and input offsets it
+reflects, so a snapshot never runs ahead of, or behind, what was committed. A snapshot costs time in
+proportion to the orders resting (~4 µs each: hash, export, JSON, zlib), so it is taken once at
+least `snapshot_every` commands *and* `snapshot_commands_per_order` commands per resting order have
+passed since the last: its cost per command stays bounded however deep the books grow, and a
+recovery replays at most that many commands. On assignment (start, rebalance, aborted
+transaction) the state is rebuilt to the committed offset: the latest snapshot, then a replay of
+the commands after it — whose outputs were committed before, so the replay emits nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def risk_partitions(events: list[Event]) -> list[int]:
     return sorted(partitions)
 
 
+def snapshot_due(since: int, every: int, per_order: int, engine: MatchingEngine) -> bool:
+    """Whether `since` commands after the last snapshot call for the next (module doc)."""
+    return since >= every and since >= per_order * engine.resting_orders()
+
+
 def encode_state(engine: MatchingEngine) -> bytes:
     """The engine as codec json-zlib-1: `export_state` as compact JSON, definitions as Avro dicts.
 
@@ -94,6 +102,7 @@ class MatcherService:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.snapshot_every = bus.settings.snapshot_every
+        self.snapshot_per_order = bus.settings.snapshot_commands_per_order
         self.engines: dict[int, MatchingEngine] = {}
         self._since_snapshot: dict[int, int] = {}
         self.processor = TransactionalProcessor(
@@ -110,14 +119,14 @@ class MatcherService:
         self.processor.run(stop)
 
     def handle(self, message: Inbound) -> list[Outbound]:
-        """Apply one command to its partition's engine; snapshot every `snapshot_every` commands."""
+        """Apply one command to its partition's engine; snapshot when one is due (module doc)."""
         engine = self.engines[message.partition]
         command: MatcherCommand = message.record
         result = engine.apply(command)
         observe_command(command, result.events)  # order → fill latency (replays do not pass here)
         produced = outputs(message, command, result)
         count = self._since_snapshot.get(message.partition, 0) + 1
-        if count >= self.snapshot_every:
+        if snapshot_due(count, self.snapshot_every, self.snapshot_per_order, engine):
             produced.append(self._snapshot(message, engine, command.ts_init))
             count = 0
         self._since_snapshot[message.partition] = count

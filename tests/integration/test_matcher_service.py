@@ -32,6 +32,7 @@ def _start(settings: Settings, idle_exit: float = 4.0) -> subprocess.Popen[bytes
         "TOPIC_PREFIX": settings.topic_prefix,
         "BATCH_MAX_MESSAGES": "20",
         "SNAPSHOT_EVERY": "200",
+        "SNAPSHOT_COMMANDS_PER_ORDER": "0",  # by count alone: many snapshots to recover from
         "LOG_JSON": "false",
     }
     return subprocess.Popen(

@@ -198,6 +198,10 @@ class MatchingEngine:
             digest.update(repr((symbol, self.markets[symbol].state())).encode())
         return digest.hexdigest()
 
+    def resting_orders(self) -> int:
+        """Orders resting on every book of the partition (what a snapshot's cost grows with)."""
+        return sum(len(market.book.orders) for market in self.markets.values())
+
     def validate(self) -> None:
         """Raise BookInvariantError if any book is internally inconsistent."""
         for market in self.markets.values():
