@@ -57,8 +57,8 @@ from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
 
 log = logging.getLogger(__name__)
 RDKAFKA_LOG = logging.getLogger("librdkafka")
-_NO_SPAN = nullcontext()
 """Where librdkafka's log lines go (see `Bus.client_config`)."""
+_NO_SPAN = nullcontext()  # reusable: what a record is handled in when tracing is off
 
 CORRELATION_HEADER = "cxpt-correlation-id"
 
