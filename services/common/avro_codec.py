@@ -72,11 +72,9 @@ def _long(n: int) -> bytes:
 
 def _int(n: int) -> bytes:
     """An int: the same encoding as a long, within the signed 32-bit range."""
-    if 0 <= n < 1 << 13:
-        return _LAST[n << 1]
     if not -(1 << 31) <= n < 1 << 31:
         raise ValueError(f"{n} is outside [{INT_RANGE[0]}, {INT_RANGE[1]}]")
-    return _varint(n << 1 if n >= 0 else ~(n << 1))
+    return _long(n)
 
 
 def _bytes(data: bytes) -> bytes:

@@ -40,7 +40,6 @@ def murmur2(data: bytes) -> int:
     return h
 
 
-@lru_cache(maxsize=1 << 16)  # keys are trader addresses and symbols: few, and hashed often
 @lru_cache(maxsize=1 << 16)
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for `key` among `partitions`.
