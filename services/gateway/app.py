@@ -112,6 +112,8 @@ class Gateway:
     idempotency: idem.IdempotencyStore
     tracker: CommandTracker | None = None
     """Started and closed with the app when given."""
+    on_close: tuple[Callable[[], None], ...] = ()
+    """Run when the app shuts down, after the tracker: the store connections the gateway owns."""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -209,6 +211,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         yield
         if gateway.tracker is not None:
             await run_in_threadpool(gateway.tracker.close)
+        for close in gateway.on_close:
+            await run_in_threadpool(close)
 
     app = FastAPI(
         title="CXPT Exchange order gateway",

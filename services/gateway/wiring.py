@@ -136,6 +136,7 @@ def build_gateway(settings: Settings) -> Gateway:
             LocalIdempotencyStore(), CassandraAnswers(session, settings.cassandra_keyspace)
         ),
         tracker=tracker,
+        on_close=(session.cluster.shutdown,),
     )
 
 

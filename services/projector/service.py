@@ -128,8 +128,12 @@ class ReadModelProjector:
 class Projector:
     """The projectors of one process, in one loop: what `python -m services.projector` runs."""
 
-    def __init__(self, *parts: AccountsProjector | ReadModelProjector | PricesProjector) -> None:
+    def __init__(
+        self, *parts: AccountsProjector | ReadModelProjector | PricesProjector, session: Session | None = None
+    ) -> None:
         self.parts = parts
+        self.session = session
+        """The Cassandra session the parts share, shut down with them (None: the caller owns it)."""
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -139,6 +143,8 @@ class Projector:
         finally:
             for part in self.parts:
                 part.close()
+            if self.session is not None:
+                self.session.cluster.shutdown()
 
 
 def _utc(ts_us: int) -> dt.datetime:
@@ -161,4 +167,4 @@ def build(settings: Settings, parts: tuple[str, ...] = PARTS) -> Projector:
         running.append(ReadModelProjector(bus, session))
     if "prices" in parts:
         running.append(PricesProjector(bus, session))
-    return Projector(*running)
+    return Projector(*running, session=session)

@@ -67,6 +67,7 @@ def main() -> None:
     watch_stats("settlement", lambda: service.stats)
     gauge("cxpt_settlement_batches_unconfirmed", lambda: len(service.core.unconfirmed()))
     service.run(stop_on_signals())
+    session.cluster.shutdown()
     log.info("settlement: stopped %s", service.stats)
 
 

@@ -18,6 +18,7 @@ def main() -> None:
     registry = CassandraRegistry(session, settings.cassandra_keyspace)
     service = WsPushService(settings, bus=Bus(settings), registry=registry)
     uvicorn.Server(uvicorn_config(service)).run()
+    session.cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def http(gateway_settings: Settings, bus: Bus) -> Iterator[TestClient]:
     with exchange(gateway_settings, projector), TestClient(build_app(gateway_settings)) as client:
         yield client
     session.execute(f"DROP KEYSPACE IF EXISTS {gateway_settings.cassandra_keyspace}")
+    session.cluster.shutdown()
 
 
 def _admin_token(groups: list[str]) -> str:

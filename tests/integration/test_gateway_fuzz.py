@@ -54,6 +54,7 @@ def gateway_url(settings: Settings, bus: Bus) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
     session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    session.cluster.shutdown()
 
 
 def test_no_input_makes_the_gateway_fail(gateway_url: str) -> None:
