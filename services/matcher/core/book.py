@@ -121,7 +121,7 @@ class BookInvariantError(AssertionError):
 class OrderBook:
     """Resting orders of one market, with indexes by id, by client id and by trader."""
 
-    __slots__ = ("_expiries", "asks", "bids", "by_client", "by_trader", "orders")
+    __slots__ = ("_expiries", "asks", "bids", "by_client", "by_trader", "next_expiry", "orders")
 
     def __init__(self) -> None:
         self.bids = BookSide(-1)
@@ -130,6 +130,9 @@ class OrderBook:
         self.by_client: dict[tuple[str, str], str] = {}
         self.by_trader: dict[str, dict[str, None]] = {}
         self._expiries: list[tuple[int, int, str]] = []
+        self.next_expiry: float = math.inf
+        """The earliest expiry on the book (stale entries included), or infinity. An attribute, not
+        a property: the engine reads it on every command."""
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -165,9 +168,13 @@ class OrderBook:
         self.orders[order.order_id] = order
         if order.client_order_id:  # "" = the trader gave none: nothing to look up or keep unique
             self.by_client[(order.trader, order.client_order_id)] = order.order_id
-        self.by_trader.setdefault(order.trader, {})[order.order_id] = None
+        mine = self.by_trader.get(order.trader)
+        if mine is None:  # not setdefault: that would build a dict on every call
+            mine = self.by_trader[order.trader] = {}
+        mine[order.order_id] = None
         if order.expire_at is not None:
             heapq.heappush(self._expiries, (order.expire_at, order.arrival, order.order_id))
+            self.next_expiry = self._expiries[0][0]
 
     def remove(self, order: RestingOrder) -> None:
         """Take `order` off the book."""
@@ -185,11 +192,6 @@ class OrderBook:
         if not mine:
             del self.by_trader[order.trader]
 
-    @property
-    def next_expiry(self) -> float:
-        """The earliest expiry on the book (stale entries included), or infinity."""
-        return self._expiries[0][0] if self._expiries else math.inf
-
     def pop_expired(self, now: int) -> list[RestingOrder]:
         """Remove and return orders whose expiry is at or before `now`, in expiry order."""
         expired = []
@@ -199,6 +201,7 @@ class OrderBook:
             if order is not None and order.arrival == arrival:  # not a stale entry from an amend
                 self.remove(order)
                 expired.append(order)
+        self.next_expiry = self._expiries[0][0] if self._expiries else math.inf
         return expired
 
     # -- checking --------------------------------------------------------------------------

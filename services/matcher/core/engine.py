@@ -19,6 +19,7 @@ positions; the book passes the flag through.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,13 @@ class MarketState:
     funded_until: int = 0
     """End of the last funding interval applied (perpetuals); an interval starting before is refused."""
 
+    expires_at: float = field(init=False, default=math.inf)
+    """When a future or option expires (infinity for the rest): read on every order."""
+
+    def __post_init__(self) -> None:
+        if self.definition.expiry is not None:
+            self.expires_at = self.definition.expiry
+
     def state(self) -> tuple[Any, ...]:
         return (
             self.definition,
@@ -142,7 +150,7 @@ class MarketState:
     @property
     def expired(self) -> bool:
         """A future or option whose expiry the market's clock has reached."""
-        return self.definition.expiry is not None and self.clock >= self.definition.expiry
+        return self.clock >= self.expires_at
 
 
 class Rejected(Exception):
@@ -457,7 +465,7 @@ class MatchingEngine:
         market = self._known_market(command, symbol)
         if market.status is not MS.ACTIVE:
             raise Rejected(MatcherReject.MARKET_NOT_ACTIVE, f"{symbol} is {market.status}")
-        if market.expired:
+        if market.clock >= market.expires_at:  # `expired`, without a property call per order
             raise Rejected(MatcherReject.MARKET_EXPIRED, f"{symbol} expired at {market.definition.expiry}")
         return market
 
@@ -601,9 +609,14 @@ def _cancelled(order: RestingOrder, qty: int, reason: CancelReason) -> OrderCanc
     )
 
 
+_ORDER_COMMANDS = (PlaceOrder, CancelOrder, CancelAllOrders, AmendOrder)
+"""Commands about a trader's orders: refused with an `OrderRejected` (a tuple: `isinstance` on a
+union type costs twice as much, and a fifth of the commands in a realistic flow are refused)."""
+
+
 def _refusal(command: MatcherCommand, refusal: Rejected) -> OrderRejected | CommandRejected:
     body = command.body
-    if command.trader and isinstance(body, PlaceOrder | CancelOrder | CancelAllOrders | AmendOrder):
+    if command.trader and isinstance(body, _ORDER_COMMANDS):
         return OrderRejected(
             order_id=getattr(body, "order_id", None),
             client_order_id=getattr(body, "client_order_id", None),
