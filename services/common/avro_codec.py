@@ -130,6 +130,22 @@ class CompiledCodec:
             raise ValueError(f"{len(data) - end} trailing bytes" if end < len(data) else "truncated")
         return record
 
+    def decode_many(self, data: bytes, count: int) -> list[Any]:
+        """The `count` records laid end to end in `data` (an Avro container block), which they must
+        fill exactly; raises ValueError otherwise."""
+        decode, records, end = self._decode, [], 0
+        try:
+            for _ in range(count):
+                record, end = decode(data, end)
+                records.append(record)
+        except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:
+            raise ValueError(f"record {len(records)}: {type(exc).__name__}: {exc}") from exc
+        if end != len(data):
+            raise ValueError(
+                f"{len(data) - end} trailing bytes after {count} records" if end < len(data) else "truncated"
+            )
+        return records
+
 
 def compile_codec(
     schema: JsonSchema, classes: Mapping[str, type[Any]], enums: Mapping[str, type[Enum]]

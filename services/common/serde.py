@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import struct
+from functools import cache
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -98,6 +99,15 @@ def registry_for(schema_registry_url: str | None) -> SchemaRegistry:
     return ConfluentRegistry(schema_registry_url) if schema_registry_url else ManifestRegistry()
 
 
+@cache
+def compiled_codec(name: str) -> CompiledCodec | None:
+    """The codec compiled from the current schema `name` into the generated record classes, or None
+    for a schema it does not compile (`UnsupportedSchema`)."""
+    with contextlib.suppress(UnsupportedSchema):
+        return compile_codec(without_logical_types(load_current(name)), RECORD_CLASSES, ENUM_CLASSES)
+    return None
+
+
 class AvroSerde:
     """Encodes and decodes one top-level schema (e.g. `TradeLogEntry`) in the wire format.
 
@@ -116,9 +126,7 @@ class AvroSerde:
         self._writers: dict[int, Any] = {self.schema_id: self._schema}
         self._last: tuple[Record | Struct | None, bytes] = (None, b"")
         self.record_class: type[Any] | None = RECORD_CLASSES.get(name.rsplit(".", 1)[-1])
-        self._codec: CompiledCodec | None = None
-        with contextlib.suppress(UnsupportedSchema):  # then fastavro both ways
-            self._codec = compile_codec(current, RECORD_CLASSES, ENUM_CLASSES)
+        self._codec = compiled_codec(name)  # None: fastavro both ways
 
     def encode(self, record: Record | Struct) -> bytes:
         """Wire bytes for `record` (a generated record or its fastavro dict); raises ValueError

@@ -47,6 +47,7 @@ from services.replay.sources import (
     range_sizes,
     read_commands,
     read_container,
+    read_entries,
     read_ranges,
     snapshot_engine,
     snapshots,
@@ -227,9 +228,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if not args.trade_log:
             raise SystemExit("error: --commands FILE needs --trade-log FILE")
         commands: Iterator[tuple[str, MatcherCommand]] = read_commands(Path(args.commands))
-        recorded: Iterator[TradeLogEntry] = (
-            from_avro(TradeLogEntry, r) for _, r in read_container(Path(args.trade_log))[1]
-        )
+        recorded: Iterator[TradeLogEntry] = read_entries(Path(args.trade_log))
         total = None
     else:
         bus = Bus(args.settings)

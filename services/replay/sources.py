@@ -12,22 +12,26 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from fastavro import parse_schema, reader, writer
+from fastavro import block_reader, parse_schema, reader, writer
+from fastavro.schema import to_parsing_canonical_form
 
 from services.common.binding import from_avro
 from services.common.bus import Bus, decode_message, read_partition, watermarks
 from services.common.records import EngineSnapshot, MatcherCommand, TradeLogEntry
 from services.common.schemas import load_current
-from services.common.serde import UndecodableRecord, without_logical_types
+from services.common.serde import UndecodableRecord, compiled_codec, without_logical_types
 from services.common.topics import MATCHER_SNAPSHOTS, TOPICS, TopicSpec
 from services.matcher.core.engine import MatchingEngine
 from services.matcher.service import CODEC as SNAPSHOT_CODEC
 from services.matcher.service import decode_state
+
+R = TypeVar("R")
 
 SOURCE = "cxpt.source"
 """Metadata key of a container file: the JSON list of its records' topic positions."""
@@ -67,18 +71,47 @@ def read_container(path: Path) -> tuple[str, Iterator[tuple[str, dict[str, Any]]
     return name, pairs()
 
 
+def read_records(path: Path, record_class: type[R]) -> Iterator[tuple[str, R]]:
+    """(source position, record) pairs from a container file of `record_class`'s schema.
+
+    fastavro reads the container (header, blocks, sync markers, compression); a file written with
+    the current schema has its blocks decoded by the compiled codec straight into records, ~3x
+    cheaper than fastavro's dicts then `from_avro` (docs/performance.md). A file of another schema
+    version goes through fastavro, resolved to the current schema.
+    """
+    name = record_class.__name__
+    with path.open("rb") as fh:
+        blocks = block_reader(fh)
+        sources = json.loads(blocks.metadata.get(SOURCE, "null") or "null")
+        codec = compiled_codec(name)
+        if codec is None or _canonical(blocks.writer_schema) != _canonical(file_schema(name)):
+            fh.seek(0)
+            dicts = reader(fh, file_schema(name), return_record_name=True, return_record_name_override=True)
+            decoded: Iterator[R] = (from_avro(record_class, cast(dict[str, Any], r)) for r in dicts)
+        else:
+            decoded = (r for block in blocks for r in codec.decode_many(_data(block), block.num_records))
+        for index, record in enumerate(decoded):
+            yield (sources[index] if sources else f"{path.name}:{index}"), record
+
+
+def _data(block: Any) -> bytes:
+    """A block's records, decompressed: fastavro keeps them in `bytes_` (a BytesIO, in both its C
+    and pure-Python readers), which its type stub leaves out."""
+    return cast(BytesIO, block.bytes_).getvalue()
+
+
+def _canonical(schema: Any) -> str:
+    return to_parsing_canonical_form(schema)
+
+
 def read_commands(path: Path) -> Iterator[tuple[str, MatcherCommand]]:
     """(source position, command) pairs from an Avro container file of MatcherCommand."""
-    _, pairs = read_container(path)
-    for source, record in pairs:
-        yield source, from_avro(MatcherCommand, record)
+    return read_records(path, MatcherCommand)
 
 
 def read_entries(path: Path) -> Iterator[TradeLogEntry]:
     """The TradeLogEntry records of an Avro container file, in file order."""
-    _, pairs = read_container(path)
-    for _, record in pairs:
-        yield from_avro(TradeLogEntry, record)
+    return (entry for _, entry in read_records(path, TradeLogEntry))
 
 
 def write_container(

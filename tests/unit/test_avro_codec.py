@@ -167,3 +167,18 @@ def _replace(record: Any, **changes: Any) -> Any:
     """`record` with `changes`, unchecked (msgspec.structs.replace would not validate either)."""
     fields = {name: getattr(record, name) for name in record.__struct_fields__} | changes
     return type(record)(**fields)
+
+
+def test_records_laid_end_to_end_decode_together_and_must_fill_the_block_exactly() -> None:
+    # State: three commands encoded back to back, as in an Avro container block.
+    codec, _, _ = codec_and_reference("MatcherCommand")
+    commands = Commands()
+    alice = trader_address(1)
+    records = [commands.create(), commands.limit(alice, Side.BUY, 3, 650_000), commands.cancel_all(alice)]
+    block = b"".join(codec.encode(r) for r in records)
+    # Action / Expectation: all three back; one byte short or over is refused.
+    assert codec.decode_many(block, 3) == records
+    with pytest.raises(ValueError):
+        codec.decode_many(block[:-1], 3)
+    with pytest.raises(ValueError, match="1 trailing bytes after 3 records"):
+        codec.decode_many(block + b"\x00", 3)

@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Any
 
-from fastavro import reader
+from fastavro import parse_schema, reader, writer
 
 from services.common.binding import to_avro
+from services.common.schemas import load_current
+from services.common.serde import without_logical_types
 from services.matcher.core.engine import MatchingEngine
 from services.replay.cli import main, read_commands
 from services.replay.flows import realistic_flow
@@ -33,3 +35,18 @@ def test_commands_file_keeps_every_field(tmp_path: Path) -> None:
     path = tmp_path / "cmds.avro"
     main(["sample", "--commands", "50", "--seed", "3", "--output", str(path)])
     assert [c for _, c in read_commands(path)] == realistic_flow(50, seed=3)
+
+
+def test_a_file_written_with_another_schema_version_is_read_through_fastavro(tmp_path: Path) -> None:
+    # State: commands written with an older MatcherCommand that carried one more field (what the
+    # compiled codec, made for the current schema, cannot read).
+    older = without_logical_types(load_current("MatcherCommand"))
+    older = {**older, "fields": [*older["fields"], {"name": "retired", "type": "string", "default": ""}]}
+    flow = realistic_flow(30, seed=5)
+    path = tmp_path / "old.avro"
+    with path.open("wb") as fh:
+        writer(fh, parse_schema(older), [{**to_avro(c), "retired": "x"} for c in flow])
+    # Action: read it.
+    read = [command for _, command in read_commands(path)]
+    # Expectation: resolved to the current schema, every command as it was.
+    assert read == flow
