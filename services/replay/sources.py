@@ -84,7 +84,8 @@ def read_records(path: Path, record_class: type[R]) -> Iterator[tuple[str, R]]:
         blocks = block_reader(fh)
         sources = json.loads(blocks.metadata.get(SOURCE, "null") or "null")
         codec = compiled_codec(name)
-        if codec is None or _canonical(blocks.writer_schema) != _canonical(file_schema(name)):
+        current = to_parsing_canonical_form(file_schema(name))
+        if codec is None or to_parsing_canonical_form(blocks.writer_schema) != current:
             fh.seek(0)
             dicts = reader(fh, file_schema(name), return_record_name=True, return_record_name_override=True)
             decoded: Iterator[R] = (from_avro(record_class, cast(dict[str, Any], r)) for r in dicts)
@@ -98,10 +99,6 @@ def _data(block: Any) -> bytes:
     """A block's records, decompressed: fastavro keeps them in `bytes_` (a BytesIO, in both its C
     and pure-Python readers), which its type stub leaves out."""
     return cast(BytesIO, block.bytes_).getvalue()
-
-
-def _canonical(schema: Any) -> str:
-    return to_parsing_canonical_form(schema)
 
 
 def read_commands(path: Path) -> Iterator[tuple[str, MatcherCommand]]:
