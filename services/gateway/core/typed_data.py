@@ -48,14 +48,18 @@ from functools import cache
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
-from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
+from eth_hash.backends.pysha3 import PySha3Backend
+from eth_hash.main import Keccak256
 from eth_keys.datatypes import Signature as KeySignature
 from eth_keys.exceptions import BadSignature
-from eth_utils.crypto import keccak
 
 from services.common.codes import GatewayReject
+
+keccak256 = Keccak256(PySha3Backend())
+"""keccak256 through eth-hash's pysha3 backend (0.6 µs a call; the backend eth-hash picks by itself,
+pycryptodome, costs 3.5 µs, and a signature check hashes five times)."""
 
 # -- the type strings (the Solidity library hashes exactly these) ----------------------------------
 
@@ -109,9 +113,10 @@ _INT_RANGES: Final[dict[str, tuple[int, int]]] = {
 _ZERO_ID: Final = UUID(int=0)
 
 
+@cache
 def type_hash(name: str) -> bytes:
     """keccak256 of the type string of `name` ("Order", …, or "EIP712Domain"): Solidity's TYPEHASH."""
-    return keccak(text=TYPE_STRINGS[name])
+    return keccak256(TYPE_STRINGS[name].encode())
 
 
 @cache
@@ -444,25 +449,35 @@ def struct_hash(struct: Struct) -> bytes:
     """hashStruct(struct) = keccak256(typeHash ‖ encodeData(struct)).
 
     Computed here, not through eth-account's general typed-data encoder, because the gateway checks
-    every order: our structs hold only atomic members, so encodeData is eth-abi's encoding of the
-    members with strings replaced by their keccak256 — 0.5 ms less per check. A test holds it equal
-    to eth-account's result for every struct.
+    every order: our structs hold only atomic members, so encodeData is one 32-byte word per member
+    (`_word`): 6.5 µs, where eth-abi's general encoder took 57 µs and eth-account's ~0.5 ms. Tests
+    hold it equal to eth-account's result for every struct, and (through `sign` and `verify`) for
+    random values.
     """
-    kinds, values = [], []
-    for kind, member in _members(struct.TYPE_STRING):
-        value = _encode(kind, getattr(struct, _snake(member)))
-        if kind == "string":
-            kinds.append("bytes32")
-            values.append(keccak(text=value))
-        else:
-            kinds.append(kind)
-            values.append(value)
-    return keccak(type_hash(struct.PRIMARY_TYPE) + abi_encode(kinds, values))
+    words = [_word(kind, _encode(kind, getattr(struct, attr))) for kind, attr in _layout(struct.TYPE_STRING)]
+    return keccak256(type_hash(struct.PRIMARY_TYPE) + b"".join(words))
+
+
+@cache
+def _layout(type_string: str) -> tuple[tuple[str, str], ...]:
+    """(Solidity type, Python attribute) of each member of a type string, in order."""
+    return tuple((kind, _snake(member)) for kind, member in _members(type_string))
+
+
+def _word(kind: str, value: Any) -> bytes:
+    """encodeData of one atomic member (EIP-712): the member's 32-byte ABI word, a string's keccak256."""
+    if kind == "string":
+        return keccak256(value.encode())
+    if kind == "bytes16":
+        return bytes(value).ljust(32, b"\0")  # fixed-size bytes sit left-aligned in their word
+    if kind == "address":
+        return bytes(12) + bytes.fromhex(value[2:])
+    return int(value).to_bytes(32, "big", signed=True)  # bool and ints, sign-extended (all < 2**255)
 
 
 def digest(domain: ExchangeDomain, struct: Struct) -> bytes:
     """The 32 bytes actually signed: keccak256(0x19 0x01 ‖ domainSeparator ‖ structHash) (EIP-712)."""
-    return keccak(b"\x19\x01" + domain_separator(domain) + struct_hash(struct))
+    return keccak256(b"\x19\x01" + domain_separator(domain) + struct_hash(struct))
 
 
 def _any_signable(domain: ExchangeDomain) -> SignableMessage:
@@ -521,7 +536,7 @@ def recover_signer(domain: ExchangeDomain, struct: Struct, signature: bytes) -> 
         public_key = KeySignature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest(domain, struct))
     except BadSignature as error:  # r is not the x coordinate of a curve point
         raise InvalidSignature(GatewayReject.INVALID_SIGNATURE, str(error)) from error
-    return public_key.to_address().lower()
+    return "0x" + keccak256(public_key.to_bytes())[-20:].hex()  # an address: keccak's last 20 bytes
 
 
 def verify(domain: ExchangeDomain, struct: Struct, signature: bytes) -> str | SignatureRejected:
