@@ -167,7 +167,7 @@ def main() -> None:
         log_json=False,
     )
     bus = Bus(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
+    ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS])
     port = 18_000 + os.getpid() % 1000
     env = os.environ | {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,

@@ -43,7 +43,7 @@ def main() -> None:
         log_json=False,
     )
     bus = Bus(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
+    ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS])
     flow = realistic_flow(args.commands)
     producer = TypedProducer(bus)
     for command in tqdm(flow, desc="preload", unit="cmd"):

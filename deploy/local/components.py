@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import shutil
 import string
 import subprocess
@@ -20,7 +21,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -299,6 +300,18 @@ def _quiet_logger(name: str) -> logging.Logger:
 # ---------------------------------------------------------------------------
 
 
+SASL_USER = "cxpt"
+
+
+@dataclass(frozen=True)
+class KafkaSasl:
+    """Where and as whom a client reaches the local broker's SASL/PLAIN listener."""
+
+    bootstrap: str
+    username: str
+    password: str = field(repr=False)
+
+
 class Kafka(ServerComponent):
     """Apache Kafka 3.9 in KRaft mode: one combined broker + controller."""
 
@@ -322,9 +335,19 @@ class Kafka(ServerComponent):
         """Broker log and JVM output together."""
         return self.home / "logs" / "kafka.log"
 
+    @property
+    def sasl(self) -> KafkaSasl:
+        """The SASL/PLAIN client listener and its one user (password made on first use, 0600)."""
+        path = self.home / "sasl-password"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24))
+        return KafkaSasl(f"{HOST}:{self.settings.kafka_sasl_port}", SASL_USER, path.read_text().strip())
+
     def ports(self) -> list[int]:
-        """Client listener and controller listener."""
-        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+        """Client listeners (plain and SASL) and the controller listener."""
+        return [self.settings.kafka_port, self.settings.kafka_sasl_port, self.settings.kafka_controller_port]
 
     def prepare(self) -> None:
         """Resolve jars, write configs, and format KRaft storage on first start."""
@@ -336,6 +359,9 @@ class Kafka(ServerComponent):
             self.home / "server.properties",
             port=self.settings.kafka_port,
             controller_port=self.settings.kafka_controller_port,
+            sasl_port=self.settings.kafka_sasl_port,
+            sasl_user=SASL_USER,
+            sasl_password=self.sasl.password,
             data_dir=data,
         )
         render("kafka-log4j.properties", self.home / "log4j.properties")

@@ -35,6 +35,7 @@ from deploy.local.components import (
     Component,
     ComponentStatus,
     Kafka,
+    KafkaSasl,
     StartFailure,
     StartResult,
 )
@@ -57,6 +58,8 @@ class Endpoints:
     cassandra_port: int
     clickhouse_dsn: str
     eth_rpc_url: str
+    kafka_sasl: KafkaSasl | None = None
+    """The broker's SASL/PLAIN listener (the launcher's broker has one; other infrastructure: None)."""
 
     def as_env(self) -> dict[str, str]:
         """The environment variables the services' settings read."""
@@ -112,6 +115,7 @@ class Launcher:
             cassandra_port=self.settings.cassandra_port,
             clickhouse_dsn=self._components["clickhouse"].listen,
             eth_rpc_url=self._components["chain"].listen,
+            kafka_sasl=next(c.sasl for c in self._components.values() if isinstance(c, Kafka)),
         )
 
     def start(self, components: Iterable[str] = ALL, timeout_s: float = 180) -> Endpoints:

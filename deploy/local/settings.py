@@ -73,6 +73,7 @@ class Settings:
     run_dir: Path
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_sasl_port: int = 9094
     cassandra_port: int = 9042
     cassandra_storage_port: int = 7000
     anvil_port: int = 8545
@@ -100,6 +101,7 @@ class Settings:
             run_dir=Path(run_dir).expanduser().resolve(),
             kafka_port=_port(env, "CXPT_KAFKA_PORT", 9092),
             kafka_controller_port=_port(env, "CXPT_KAFKA_CONTROLLER_PORT", 9093),
+            kafka_sasl_port=_port(env, "CXPT_KAFKA_SASL_PORT", 9094),
             cassandra_port=_port(env, "CXPT_CASSANDRA_PORT", 9042),
             cassandra_storage_port=_port(env, "CXPT_CASSANDRA_STORAGE_PORT", 7000),
             anvil_port=_port(env, "CXPT_ANVIL_PORT", 8545),

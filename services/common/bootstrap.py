@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     bus = Bus(settings)
-    created = ensure_topics(settings.kafka_bootstrap_servers, bus.all_topics())
+    created = ensure_topics(bus.client_config(), bus.all_topics())
     print(f"topics: {len(created)} created, {len(bus.all_topics()) - len(created)} already there")
     for spec in bus.all_topics():
         print(f"  {spec.name}: schema {spec.value_schema} id {bus.serde(spec).schema_id}")

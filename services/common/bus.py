@@ -123,6 +123,24 @@ class Outbound(Struct, frozen=True):
 Handler = Callable[[Inbound], Iterable[Outbound]]
 
 
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's connection settings: the brokers, and TLS / SASL when the settings ask for them."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # the settings refuse SASL without one
+        config |= {
+            "sasl.mechanism": settings.kafka_sasl_mechanism,
+            "sasl.username": settings.kafka_sasl_username,
+            "sasl.password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    if settings.kafka_ssl_ca_location:
+        config["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    return config
+
+
 class Bus:
     """Connection settings, topic names and serdes, shared by the producers and consumers of a process."""
 
@@ -151,7 +169,7 @@ class Bus:
         """What every Kafka client of this process shares: the brokers, and librdkafka's own log
         lines routed into Python logging (`librdkafka` logger, served when the client polls) instead
         of straight to stderr, so they carry the service's format and level."""
-        return {"bootstrap.servers": self.settings.kafka_bootstrap_servers, "logger": RDKAFKA_LOG}
+        return kafka_client_config(self.settings) | {"logger": RDKAFKA_LOG}
 
     def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:
         config: dict[str, Any] = self.client_config() | {

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +23,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap list")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients reach the brokers; production: SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(None, description="from a secret, never a file in git")
+    kafka_ssl_ca_location: str | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (unset: system CAs)"
+    )
+    cassandra_username: str | None = Field(None, description="unset: no authentication")
+    cassandra_password: SecretStr | None = None
+    cassandra_ssl_ca: str | None = Field(
+        None, description="PEM file of the CA of the nodes' certificates; set: TLS, hostnames verified"
+    )
     schema_registry_url: str | None = Field(
         None, description="Confluent Schema Registry URL; unset = ids from schemas/manifest.json"
     )
@@ -164,6 +178,19 @@ class Settings(BaseSettings):
     wspush_heartbeat_s: float = Field(
         20.0, gt=0, description="WebSocket ping interval (and pong timeout); registry rows refreshed as often"
     )
+
+    @model_validator(mode="after")
+    def _credentials_come_in_pairs(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            raise ValueError("set CASSANDRA_USERNAME and CASSANDRA_PASSWORD together, or neither")
+        return self
 
     @property
     def cassandra_hosts(self) -> list[str]:

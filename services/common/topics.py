@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -177,14 +178,18 @@ def prefixed(spec: TopicSpec, prefix: str) -> TopicSpec:
 
 
 def ensure_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = 1, timeout_s: float = 30
+    client_config: dict[str, Any],
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    timeout_s: float = 30,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. Safe to run twice.
 
     An existing topic with fewer partitions than declared is reported, not changed: adding
     partitions moves keys between partitions, which breaks per-key order — an operator decision.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config)  # `Bus.client_config()`: the brokers, and TLS / SASL if set
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = list(specs)
     for spec in wanted:

@@ -92,7 +92,7 @@ def core(entries: Sequence[TradeLogEntry], batch: int) -> dict[str, Any]:
 def projector(settings: Settings, session: Session, entries: Sequence[TradeLogEntry]) -> dict[str, Any]:
     """The real projector loop from Kafka to Cassandra, entries per second once the log is there."""
     bus = Bus(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
+    ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS])
     producer = TypedProducer(bus)
     for entry in entries:
         producer.send(Outbound(TRADE_LOG, key=entry.market, value=entry))

@@ -52,9 +52,9 @@ def bus(settings: Settings) -> Iterator[Bus]:
     """A bus whose declared topics exist (created under the test's prefix, deleted after it: a
     broker kept between runs would otherwise gather thousands of partitions and run out of files)."""
     bus = Bus(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
+    ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS])
     yield bus
-    delete_prefixed_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    delete_prefixed_topics(bus.client_config(), settings.topic_prefix)
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ def session_infrastructure(scratch: Path) -> Iterator[Endpoints]:
                 started.cassandra_port,
                 clickhouse_dsn,
                 started.eth_rpc_url,
+                started.kafka_sasl,
             )
         finally:
             ours = [name for name in ALL if name not in already]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -73,11 +74,11 @@ def wait_for_growth(bus: Bus, spec: TopicSpec, beyond: int, timeout_s: float = 6
     raise TimeoutError(f"{spec.name} did not grow past {beyond} in {timeout_s} s")
 
 
-def delete_prefixed_topics(bootstrap: str, prefix: str) -> None:
+def delete_prefixed_topics(client_config: dict[str, Any], prefix: str) -> None:
     """Delete every topic named `<prefix>…` (a test's own); waits for the deletions to be accepted."""
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config)  # `Bus.client_config()`
     names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
     for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
         future.result()

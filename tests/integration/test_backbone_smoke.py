@@ -57,4 +57,4 @@ def test_deposits_reach_cassandra_and_clickhouse_and_reprojection_changes_nothin
 
 
 def test_topic_creation_is_idempotent(bus: Bus) -> None:
-    assert ensure_topics(bus.settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS]) == []
+    assert ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS]) == []

@@ -13,7 +13,7 @@ from tests.kit import deposit_event, trader_address
 
 def test_undecodable_and_invalid_records_are_dead_lettered_and_the_rest_flows(bus: Bus) -> None:
     # State: the input holds garbage bytes, a record the handler refuses, then a good record.
-    ensure_topics(bus.settings.kafka_bootstrap_servers, [bus.topic(ECHO_OUT)])
+    ensure_topics(bus.client_config(), [bus.topic(ECHO_OUT)])
     raw = Producer({"bootstrap.servers": bus.settings.kafka_bootstrap_servers})
     raw.produce(bus.topic(ACCOUNTS_EVENTS).name, key=b"x", value=b"\x00\x00\x00\x00\x01garbage")
     raw.flush(10)

@@ -43,7 +43,7 @@ def _start(settings: Settings, failpoints: str = "", idle_exit: float = 4.0) -> 
 @pytest.fixture
 def loaded_input(bus: Bus) -> list[str]:
     """accounts.events holding RECORDS deposits, committed in one transaction; returns their ids."""
-    ensure_topics(bus.settings.kafka_bootstrap_servers, [bus.topic(ECHO_OUT)])
+    ensure_topics(bus.client_config(), [bus.topic(ECHO_OUT)])
     producer = TypedProducer(bus, transactional_id=f"{bus.settings.topic_prefix}loader")
     events = [deposit_event(trader=trader_address(n % 17), amount=1_000 + n, n=n) for n in range(RECORDS)]
     with producer.transaction():

@@ -98,7 +98,7 @@ def stack(
         kafka_bootstrap_servers=infra.kafka_bootstrap, eth_rpc_url=infra.eth_rpc_url, topic_prefix=prefix
     )
     bus = Bus(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, [bus.topic(t) for t in TOPICS])
+    ensure_topics(bus.client_config(), [bus.topic(t) for t in TOPICS])
     ports = {name: free_port() for name in SERVICES}
     keyspace = f"obs_{uuid.uuid4().hex[:10]}"
     cassandra.migrate(cassandra_session, keyspace, settings.cassandra_replication)
@@ -148,7 +148,7 @@ def stack(
             except subprocess.TimeoutExpired:
                 service.process.kill()
         cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        delete_prefixed_topics(infra.kafka_bootstrap, prefix)
+        delete_prefixed_topics({"bootstrap.servers": infra.kafka_bootstrap}, prefix)
 
 
 def wait_for(service: Running, path: str, timeout_s: float = 90) -> httpx.Response:

@@ -68,6 +68,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "clickhouse.dsn: the embedded chdb:// engine is for one host; point the chart at a ClickHouse server (http(s)://)" }}
 {{- end }}
 KAFKA_BOOTSTRAP_SERVERS: {{ required "kafka.bootstrapServers is required" .Values.kafka.bootstrapServers | quote }}
+KAFKA_SECURITY_PROTOCOL: {{ .Values.kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+{{- if not (and .Values.kafka.sasl.username .Values.kafka.sasl.passwordSecret.name) }}
+{{- fail "kafka.securityProtocol SASL_*: set kafka.sasl.username and kafka.sasl.passwordSecret.name" }}
+{{- end }}
+KAFKA_SASL_MECHANISM: {{ .Values.kafka.sasl.mechanism | quote }}
+KAFKA_SASL_USERNAME: {{ .Values.kafka.sasl.username | quote }}
+{{- end }}
+{{- if .Values.kafka.caSecret.name }}
+KAFKA_SSL_CA_LOCATION: "/etc/cxpt/kafka-ca/ca.crt"
+{{- end }}
 TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 {{- with .Values.schemaRegistry.url }}
 SCHEMA_REGISTRY_URL: {{ . | quote }}
@@ -76,6 +87,15 @@ CASSANDRA_CONTACT_POINTS: {{ required "cassandra.contactPoints is required" .Val
 CASSANDRA_PORT: {{ .Values.cassandra.port | quote }}
 CASSANDRA_KEYSPACE: {{ .Values.cassandra.keyspace | quote }}
 CASSANDRA_REPLICATION: {{ .Values.cassandra.replication | quote }}
+{{- with .Values.cassandra.username }}
+{{- if not $.Values.cassandra.passwordSecret.name }}
+{{- fail "cassandra.username: set cassandra.passwordSecret.name too" }}
+{{- end }}
+CASSANDRA_USERNAME: {{ . | quote }}
+{{- end }}
+{{- if .Values.cassandra.caSecret.name }}
+CASSANDRA_SSL_CA: "/etc/cxpt/cassandra-ca/ca.crt"
+{{- end }}
 {{- if not .Values.clickhouse.dsnSecret.name }}
 CLICKHOUSE_DSN: {{ required "clickhouse.dsn (or clickhouse.dsnSecret.name) is required" .Values.clickhouse.dsn | quote }}
 {{- end }}
@@ -91,14 +111,39 @@ CXPT_RUN_DIR: "/tmp/cxpt"
 {{- end }}
 {{- end }}
 
-{{/* The ClickHouse DSN from an existing Secret, when configured (a container env entry). */}}
-{{- define "cxpt.clickhouseDsnEnv" -}}
-{{- if .Values.clickhouse.dsnSecret.name }}
-- name: CLICKHOUSE_DSN
+{{/* The stores' credentials from existing Secrets, where configured (container env entries):
+the ClickHouse DSN, Kafka's SASL password, Cassandra's password. */}}
+{{- define "cxpt.storeSecretsEnv" -}}
+{{- range $var, $ref := dict "CLICKHOUSE_DSN" .Values.clickhouse.dsnSecret "KAFKA_SASL_PASSWORD" .Values.kafka.sasl.passwordSecret "CASSANDRA_PASSWORD" .Values.cassandra.passwordSecret }}
+{{- if and $ref.name (or (ne $var "KAFKA_SASL_PASSWORD") (hasPrefix "SASL_" $.Values.kafka.securityProtocol)) (or (ne $var "CASSANDRA_PASSWORD") $.Values.cassandra.username) }}
+- name: {{ $var }}
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.clickhouse.dsnSecret.name }}
-      key: {{ .Values.clickhouse.dsnSecret.key }}
+      name: {{ $ref.name }}
+      key: {{ $ref.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The stores' CA certificates from existing Secrets, where configured: volumes, then mounts. */}}
+{{- define "cxpt.caVolumes" -}}
+{{- range $store, $ref := dict "kafka" .Values.kafka.caSecret "cassandra" .Values.cassandra.caSecret }}
+{{- if $ref.name }}
+- name: {{ $store }}-ca
+  secret:
+    secretName: {{ $ref.name }}
+    items: [{key: {{ $ref.key }}, path: ca.crt}]
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cxpt.caVolumeMounts" -}}
+{{- range $store, $ref := dict "kafka" .Values.kafka.caSecret "cassandra" .Values.cassandra.caSecret }}
+{{- if $ref.name }}
+- name: {{ $store }}-ca
+  mountPath: /etc/cxpt/{{ $store }}-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 from cassandra import InvalidRequest
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 
@@ -19,8 +23,23 @@ def connect(settings: Settings, keyspace: str | None = None) -> Session:
             EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())
         },
         protocol_version=5,
+        **security_options(settings),
     )
     return cluster.connect(keyspace)
+
+
+def security_options(settings: Settings) -> dict[str, Any]:
+    """The cluster's authentication (`CASSANDRA_USERNAME` / `_PASSWORD`, PasswordAuthenticator) and
+    TLS (`CASSANDRA_SSL_CA`: the nodes' certificates checked against it, hostnames verified)."""
+    options: dict[str, Any] = {}
+    if settings.cassandra_username is not None and settings.cassandra_password is not None:
+        options["auth_provider"] = PlainTextAuthProvider(
+            settings.cassandra_username, settings.cassandra_password.get_secret_value()
+        )
+    if settings.cassandra_ssl_ca:
+        context = ssl.create_default_context(cafile=settings.cassandra_ssl_ca)  # verifies hostnames
+        options["ssl_context"] = context
+    return options
 
 
 def migrate(session: Session, keyspace: str, replication: str) -> list[str]:

@@ -204,11 +204,35 @@ def test_clickhouse_dsn_from_a_secret_is_not_in_the_config_map(helm: Path) -> No
         ("services.oracle.replicas=3", "singleton: replicas must be 1"),
         ("services.matcher.replicas=9", "9 replicas but 8 partitions"),
         ("clickhouse.dsn=chdb:///data", "embedded chdb:// engine"),
+        ("kafka.securityProtocol=SASL_SSL", "set kafka.sasl.username and kafka.sasl.passwordSecret.name"),
+        ("cassandra.username=cxpt", "set cassandra.passwordSecret.name too"),
     ],
 )
-def test_the_chart_refuses_values_that_break_the_replica_rules(
-    helm: Path, override: str, message: str
-) -> None:
+def test_the_chart_refuses_values_that_break_its_rules(helm: Path, override: str, message: str) -> None:
     done = _run(helm, "template", RELEASE, str(CHART), *_args(None, "--set", override))
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_store_credentials_come_from_their_secrets_and_cas_are_mounted(helm: Path) -> None:
+    # State / Action: Strimzi's SCRAM user over TLS, K8ssandra's superuser.
+    objs = _render(helm, CHART / "examples" / "strimzi.yaml", "--set", "cassandra.username=cxpt-superuser",
+                   "--set", "cassandra.passwordSecret.name=cxpt-superuser")  # fmt: skip
+    # Expectation: the config map names the protocol, mechanism, user and CA path, never a
+    # password; every workload reads the passwords from the Secrets and mounts the Kafka CA.
+    cm = next(o for o in objs if o["kind"] == "ConfigMap")["data"]
+    assert (cm["KAFKA_SECURITY_PROTOCOL"], cm["KAFKA_SASL_MECHANISM"], cm["KAFKA_SASL_USERNAME"]) == (
+        "SASL_SSL", "SCRAM-SHA-512", "cxpt")  # fmt: skip
+    assert cm["KAFKA_SSL_CA_LOCATION"] == "/etc/cxpt/kafka-ca/ca.crt"
+    assert cm["CASSANDRA_USERNAME"] == "cxpt-superuser"
+    for obj in _workloads(objs):
+        if obj["kind"] == "Pod":  # the chart's test pod only calls the gateway
+            continue
+        spec = _pod_spec(obj)
+        env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in spec["containers"][0]["env"]}
+        assert env["KAFKA_SASL_PASSWORD"] == {"name": "cxpt", "key": "password"}, obj["metadata"]["name"]
+        assert env["CASSANDRA_PASSWORD"] == {"name": "cxpt-superuser", "key": "password"}
+        mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["kafka-ca"] == "/etc/cxpt/kafka-ca"
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "cxpt-cluster-ca-cert"
