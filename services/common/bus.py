@@ -167,8 +167,9 @@ class Bus:
 
     def client_config(self) -> dict[str, Any]:
         """What every Kafka client of this process shares: the brokers and how to reach them (TLS,
-        SASL: `kafka_client_config`), and librdkafka's own log lines routed into Python logging (`librdkafka` logger, served when the client polls) instead
-        of straight to stderr, so they carry the service's format and level."""
+        SASL: `kafka_client_config`), and librdkafka's own log lines routed into Python logging
+        (`librdkafka` logger, served when the client polls) instead of straight to stderr, so they
+        carry the service's format and level."""
         return kafka_client_config(self.settings) | {"logger": RDKAFKA_LOG}
 
     def producer_config(self, transactional_id: str | None = None) -> dict[str, Any]:

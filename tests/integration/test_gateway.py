@@ -16,7 +16,7 @@ import jwt
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response  # what starlette's TestClient returns
 
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.codes import GatewayReject, MatcherReject, RiskReject
