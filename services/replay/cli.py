@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from services.common.binding import RECORD_CLASSES, from_avro, to_avro
+from services.common.binding import RECORD_CLASSES, to_avro
 from services.common.bus import Bus
 from services.common.records import MatcherCommand, TradeLogEntry
 from services.common.settings import Settings, get_settings
@@ -41,14 +41,15 @@ from services.replay.market_data import entries_as_commands, partition_of, recor
 from services.replay.sources import (
     SYNC_MARKER,
     Range,
+    container_schema,
     file_schema,
     parse_time_ms,
     plan_ranges,
     range_sizes,
     read_commands,
-    read_container,
     read_entries,
     read_ranges,
+    read_records,
     snapshot_engine,
     snapshots,
     topic_spec,
@@ -298,23 +299,23 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     params = dict(_param(p) for p in args.param or [])
     strategy = load_strategy(args.strategy, params)
+    pairs: Iterator[tuple[str, Any]]
     if args.data:
-        schema, dicts = read_container(Path(args.data))
-        pairs: Iterator[tuple[str, Any]] = ((s, from_avro(RECORD_CLASSES[schema], r)) for s, r in dicts)
-        data_name = str(args.data)
+        path = Path(args.data)
+        schema, data_name = container_schema(path), str(path)
     else:
         bus = Bus(args.settings)
         spec = topic_spec(args.topic)
-        schema, pairs = spec.value_schema, read_ranges(bus, spec, _ranges(args, bus, spec))
-        data_name = f"topic {spec.name}"
-    if schema == "TradeLogEntry":
-        items = entries_as_commands(entry for _, entry in pairs)
-    elif schema == "MatcherCommand":
-        items = pairs
-    else:
+        schema, data_name = spec.value_schema, f"topic {spec.name}"
+    if schema not in ("TradeLogEntry", "MatcherCommand"):
         raise SystemExit(
             f"error: backtest data must be TradeLogEntry or MatcherCommand records, not {schema}"
         )
+    if args.data:
+        pairs = read_records(path, RECORD_CLASSES[schema])
+    else:
+        pairs = read_ranges(bus, spec, _ranges(args, bus, spec))
+    items = entries_as_commands(entry for _, entry in pairs) if schema == "TradeLogEntry" else pairs
     commands = list(recorded_commands(items))
     with _bar("backtest", len(commands), "cmd") as bar:
         backtest = Backtest(

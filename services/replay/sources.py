@@ -55,20 +55,11 @@ def topic_spec(name: str) -> TopicSpec:
 # -- files ------------------------------------------------------------------------------------------
 
 
-def read_container(path: Path) -> tuple[str, Iterator[tuple[str, dict[str, Any]]]]:
-    """The short schema name of a container file and its (source, record) pairs, lazily."""
-    fh = path.open("rb")
-    container = reader(fh, return_record_name=True, return_record_name_override=True)
-    schema = container.writer_schema
-    name = str(schema.get("name", "") if isinstance(schema, dict) else "").rsplit(".", 1)[-1]
-    sources = json.loads(container.metadata.get(SOURCE, "null") or "null")
-
-    def pairs() -> Iterator[tuple[str, dict[str, Any]]]:
-        with fh:
-            for index, record in enumerate(container):
-                yield (sources[index] if sources else f"{path.name}:{index}"), cast(dict[str, Any], record)
-
-    return name, pairs()
+def container_schema(path: Path) -> str:
+    """The short name of the record schema a container file holds (e.g. `TradeLogEntry`)."""
+    with path.open("rb") as fh:
+        schema = block_reader(fh).writer_schema
+    return str(schema.get("name", "") if isinstance(schema, dict) else "").rsplit(".", 1)[-1]
 
 
 def read_records(path: Path, record_class: type[R]) -> Iterator[tuple[str, R]]:

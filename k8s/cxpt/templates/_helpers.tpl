@@ -114,15 +114,24 @@ CXPT_RUN_DIR: "/tmp/cxpt"
 {{/* The stores' credentials from existing Secrets, where configured (container env entries):
 the ClickHouse DSN, Kafka's SASL password, Cassandra's password. */}}
 {{- define "cxpt.storeSecretsEnv" -}}
-{{- range $var, $ref := dict "CLICKHOUSE_DSN" .Values.clickhouse.dsnSecret "KAFKA_SASL_PASSWORD" .Values.kafka.sasl.passwordSecret "CASSANDRA_PASSWORD" .Values.cassandra.passwordSecret }}
-{{- if and $ref.name (or (ne $var "KAFKA_SASL_PASSWORD") (hasPrefix "SASL_" $.Values.kafka.securityProtocol)) (or (ne $var "CASSANDRA_PASSWORD") $.Values.cassandra.username) }}
-- name: {{ $var }}
+{{- if .Values.clickhouse.dsnSecret.name }}
+{{ include "cxpt.secretEnvEntry" (list "CLICKHOUSE_DSN" .Values.clickhouse.dsnSecret) }}
+{{- end }}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+{{ include "cxpt.secretEnvEntry" (list "KAFKA_SASL_PASSWORD" .Values.kafka.sasl.passwordSecret) }}
+{{- end }}
+{{- if .Values.cassandra.username }}
+{{ include "cxpt.secretEnvEntry" (list "CASSANDRA_PASSWORD" .Values.cassandra.passwordSecret) }}
+{{- end }}
+{{- end }}
+
+{{/* One env entry `(list NAME {name, key})` read from an existing Secret. */}}
+{{- define "cxpt.secretEnvEntry" -}}
+- name: {{ index . 0 }}
   valueFrom:
     secretKeyRef:
-      name: {{ $ref.name }}
-      key: {{ $ref.key }}
-{{- end }}
-{{- end }}
+      name: {{ (index . 1).name }}
+      key: {{ (index . 1).key }}
 {{- end }}
 
 {{/* The stores' CA certificates from existing Secrets, where configured: volumes, then mounts. */}}
