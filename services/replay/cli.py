@@ -41,6 +41,7 @@ from services.replay.market_data import entries_as_commands, partition_of, recor
 from services.replay.sources import (
     SYNC_MARKER,
     Range,
+    UnreadableFile,
     container_schema,
     file_schema,
     parse_time_ms,
@@ -432,7 +433,11 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     """Run one subcommand; `settings` default to the environment's (tests pass their own)."""
     args = build_parser().parse_args(argv)
     args.settings = settings or get_settings()
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except UnreadableFile as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

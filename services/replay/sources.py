@@ -55,10 +55,17 @@ def topic_spec(name: str) -> TopicSpec:
 # -- files ------------------------------------------------------------------------------------------
 
 
+class UnreadableFile(Exception):
+    """A file that is not an Avro container file of the records asked for (the CLI says so, exit 2)."""
+
+
 def container_schema(path: Path) -> str:
     """The short name of the record schema a container file holds (e.g. `TradeLogEntry`)."""
-    with path.open("rb") as fh:
-        schema = block_reader(fh).writer_schema
+    try:
+        with path.open("rb") as fh:
+            schema = block_reader(fh).writer_schema
+    except (ValueError, EOFError) as exc:
+        raise UnreadableFile(f"{path} is not an Avro container file ({exc})") from exc
     return str(schema.get("name", "") if isinstance(schema, dict) else "").rsplit(".", 1)[-1]
 
 
@@ -71,6 +78,13 @@ def read_records(path: Path, record_class: type[R]) -> Iterator[tuple[str, R]]:
     version goes through fastavro, resolved to the current schema.
     """
     name = record_class.__name__
+    try:
+        yield from _read_records(path, record_class, name)
+    except (ValueError, EOFError) as exc:
+        raise UnreadableFile(f"{path} is not an Avro container file of {name} records ({exc})") from exc
+
+
+def _read_records(path: Path, record_class: type[R], name: str) -> Iterator[tuple[str, R]]:
     with path.open("rb") as fh:
         blocks = block_reader(fh)
         sources = json.loads(blocks.metadata.get(SOURCE, "null") or "null")

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastavro import parse_schema, reader, writer
 
 from services.common.binding import to_avro
@@ -50,3 +51,22 @@ def test_a_file_written_with_another_schema_version_is_read_through_fastavro(tmp
     read = [command for _, command in read_commands(path)]
     # Expectation: resolved to the current schema, every command as it was.
     assert read == flow
+
+
+@pytest.mark.parametrize("damage", ["not avro at all", "cut short"])
+def test_an_unreadable_input_file_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # State: a commands file that is not one, or a real one missing its last bytes.
+    path = tmp_path / "cmds.avro"
+    if damage == "not avro at all":
+        path.write_bytes(b"garbage")
+    else:
+        main(["sample", "--commands", "200", "--output", str(path)])
+        path.write_bytes(path.read_bytes()[:-40])
+    capsys.readouterr()
+    # Action
+    code = main(["engine", "--input", str(path), "--output", str(tmp_path / "log.avro")])
+    # Expectation: exit 2 and a line naming the file.
+    assert code == 2
+    assert f"error: {path} is not an Avro container file of MatcherCommand records" in capsys.readouterr().err
