@@ -20,6 +20,9 @@ import msgspec
 
 from services.common.records import SelfTradePrevention, Side
 
+BUY = Side.BUY
+"""Read through a module name on the hot path: through its class costs ~30 ns more (see engine)."""
+
 
 class RestingOrder(msgspec.Struct, gc=False):
     """An order the book holds (or is matching as the taker). Mutable: fills change it.
@@ -141,7 +144,7 @@ class OrderBook:
 
     def best_price(self, side: Side) -> int | None:
         """Best resting price on `side`, or None when that side is empty."""
-        book_side = self.bids if side is Side.BUY else self.asks
+        book_side = self.bids if side is BUY else self.asks
         key = book_side.best_key()
         return None if key is None else key * book_side.sign
 
@@ -163,7 +166,7 @@ class OrderBook:
 
     def add(self, order: RestingOrder) -> None:
         """Rest `order` at the back of its price level."""
-        book_side = self.bids if order.side is Side.BUY else self.asks
+        book_side = self.bids if order.side is BUY else self.asks
         book_side.level_for(order.price * book_side.sign)[order.order_id] = order
         self.orders[order.order_id] = order
         if order.client_order_id:  # "" = the trader gave none: nothing to look up or keep unique
@@ -178,7 +181,7 @@ class OrderBook:
 
     def remove(self, order: RestingOrder) -> None:
         """Take `order` off the book."""
-        book_side = self.bids if order.side is Side.BUY else self.asks
+        book_side = self.bids if order.side is BUY else self.asks
         key = order.price * book_side.sign
         level = book_side.levels[key]
         del level[order.order_id]

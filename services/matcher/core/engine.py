@@ -98,7 +98,17 @@ STATUS_TRANSITIONS: frozenset[tuple[MarketStatus, MarketStatus]] = frozenset(
 )
 """Legal market status changes; SETTLED and DELETED close the book (resting orders cancelled)."""
 
-_RESTS = frozenset({TimeInForce.GTC, TimeInForce.GTT})
+
+# The hot path reads enum members through these module names: a member read through its class
+# costs ~30 ns more (the interpreter does not specialise attribute reads on EnumType), and an
+# order reads about ten.
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+GTC, GTT, IOC, FOK = TimeInForce.GTC, TimeInForce.GTT, TimeInForce.IOC, TimeInForce.FOK
+ACTIVE = MS.ACTIVE
+CANCEL_MAKER, CANCEL_TAKER = STP.CANCEL_MAKER, STP.CANCEL_TAKER
+MAKER, TAKER = LiquiditySide.MAKER, LiquiditySide.TAKER
+RESTS = frozenset({GTC, GTT})
 
 
 class CommandResult(msgspec.Struct, frozen=True, gc=False):
@@ -193,9 +203,10 @@ class MatchingEngine:
             self._handlers[type(body)](command, body, events)
         except Rejected as refusal:
             events.append(_refusal(command, refusal))
-        market = self.markets.get(command.market)
-        if market is None:
-            return CommandResult(command.market, 0, events)
+        if market is None:  # the command may have listed it
+            market = self.markets.get(command.market)
+            if market is None:
+                return CommandResult(command.market, 0, events)
         first_seq = market.last_seq + 1
         market.last_seq += len(events)
         return CommandResult(command.market, first_seq, events)
@@ -225,13 +236,11 @@ class MatchingEngine:
         trader = _trader(command)
         _validate_new_order(market, trader, order)
         book = market.book
-        best = book.best_price(Side.SELL if order.side is Side.BUY else Side.BUY)
-        crosses = best is not None and (
-            order.price >= best if order.side is Side.BUY else order.price <= best
-        )
+        best = book.best_price(SELL if order.side is BUY else BUY)
+        crosses = best is not None and (order.price >= best if order.side is BUY else order.price <= best)
         if order.post_only and crosses:
             raise Rejected(MatcherReject.POST_ONLY_WOULD_CROSS, f"best opposite price {best}")
-        if order.time_in_force is TimeInForce.FOK and not _fok_fillable(book, trader, order):
+        if order.time_in_force is FOK and not _fok_fillable(book, trader, order):
             raise Rejected(MatcherReject.FOK_WOULD_NOT_FILL, "not enough liquidity at or inside the price")
         market.arrivals += 1
         taker = RestingOrder(
@@ -252,7 +261,7 @@ class MatchingEngine:
             return
         if stopped_by_stp:
             events.append(_cancelled(taker, taker.leaves_qty, CancelReason.SELF_TRADE_PREVENTED))
-        elif order.order_type is OrderType.LIMIT and order.time_in_force in _RESTS:
+        elif order.order_type is LIMIT and order.time_in_force in RESTS:
             book.add(taker)
             events.append(
                 OrderRested(
@@ -269,7 +278,7 @@ class MatchingEngine:
     def _match(self, market: MarketState, taker: RestingOrder, events: list[Event]) -> bool:
         """Trade `taker` against the opposite side; True if self-trade prevention stopped it."""
         book = market.book
-        opposite = book.asks if taker.side is Side.BUY else book.bids
+        opposite = book.asks if taker.side is BUY else book.bids
         limit = taker.price * opposite.sign
         definition = market.definition
         while taker.leaves_qty:
@@ -280,10 +289,10 @@ class MatchingEngine:
             while level and taker.leaves_qty:
                 maker = next(iter(level.values()))
                 if maker.trader == taker.trader:
-                    if taker.stp is not STP.CANCEL_TAKER:
+                    if taker.stp is not CANCEL_TAKER:
                         book.remove(maker)
                         events.append(_cancelled(maker, maker.leaves_qty, CancelReason.SELF_TRADE_PREVENTED))
-                    if taker.stp is STP.CANCEL_MAKER:
+                    if taker.stp is CANCEL_MAKER:
                         continue
                     return True
                 self._fill(market, definition, maker, taker, events)
@@ -324,8 +333,8 @@ class MatchingEngine:
                 taker_fee=taker_fee,
             )
         )
-        events.append(_filled(maker, trade_id, price, qty, LiquiditySide.MAKER, fee=maker_fee))
-        events.append(_filled(taker, trade_id, price, qty, LiquiditySide.TAKER, fee=taker_fee))
+        events.append(_filled(maker, trade_id, price, qty, MAKER, fee=maker_fee))
+        events.append(_filled(taker, trade_id, price, qty, TAKER, fee=taker_fee))
 
     def _cancel(self, command: MatcherCommand, cancel: CancelOrder, events: list[Event]) -> None:
         market = self._known_market(command, cancel.market)
@@ -463,7 +472,7 @@ class MatchingEngine:
 
     def _trading_market(self, command: MatcherCommand, symbol: str) -> MarketState:
         market = self._known_market(command, symbol)
-        if market.status is not MS.ACTIVE:
+        if market.status is not ACTIVE:
             raise Rejected(MatcherReject.MARKET_NOT_ACTIVE, f"{symbol} is {market.status}")
         if market.clock >= market.expires_at:  # `expired`, without a property call per order
             raise Rejected(MatcherReject.MARKET_EXPIRED, f"{symbol} expired at {market.definition.expiry}")
@@ -493,13 +502,11 @@ def _validate_new_order(market: MarketState, trader: str, order: PlaceOrder) -> 
         raise Rejected(MatcherReject.BELOW_MIN_SIZE, f"size {order.size} < {market.definition.min_size} lots")
     if order.price <= 0:
         raise Rejected(MatcherReject.INVALID_PRICE, f"price {order.price} ticks")
-    if order.order_type is OrderType.MARKET and (
-        order.post_only or order.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK)
-    ):
+    if order.order_type is MARKET and (order.post_only or order.time_in_force not in (IOC, FOK)):
         raise Rejected(MatcherReject.INVALID_ORDER_FLAGS, "MARKET orders are IOC or FOK and never post-only")
-    if order.post_only and order.time_in_force not in _RESTS:
+    if order.post_only and order.time_in_force not in RESTS:
         raise Rejected(MatcherReject.INVALID_ORDER_FLAGS, "post-only orders must be GTC or GTT")
-    if (order.time_in_force is TimeInForce.GTT) != (order.expire_at is not None):
+    if (order.time_in_force is GTT) != (order.expire_at is not None):
         raise Rejected(MatcherReject.INVALID_EXPIRY, "expire_at is required for GTT and only for GTT")
     if order.expire_at is not None and order.expire_at <= market.clock:
         raise Rejected(MatcherReject.INVALID_EXPIRY, "expire_at is not in the future")
@@ -604,8 +611,8 @@ def _cancelled(order: RestingOrder, qty: int, reason: CancelReason) -> OrderCanc
         side=order.side,
         price=order.price,
         cancelled_qty=qty,
-        reason_code=int(reason),
-        reason=reason.name,
+        reason_code=reason._value_,  # not `int()` and `.name`: a third of the cost, per cancel
+        reason=reason._name_,
     )
 
 
@@ -615,17 +622,17 @@ union type costs twice as much, and a fifth of the commands in a realistic flow 
 
 
 def _refusal(command: MatcherCommand, refusal: Rejected) -> OrderRejected | CommandRejected:
-    body = command.body
+    body, code = command.body, refusal.code
     if command.trader and isinstance(body, _ORDER_COMMANDS):
         return OrderRejected(
             order_id=getattr(body, "order_id", None),
             client_order_id=getattr(body, "client_order_id", None),
             trader=command.trader,
-            reason_code=int(refusal.code),
-            reason=refusal.code.name,
+            reason_code=code._value_,  # `_value_` and `_name_`: a third of `int()` and `.name`
+            reason=code._name_,
             detail=refusal.detail,
         )
-    return CommandRejected(reason_code=int(refusal.code), reason=refusal.code.name, detail=refusal.detail)
+    return CommandRejected(reason_code=code._value_, reason=code._name_, detail=refusal.detail)
 
 
 def log_entry(command: MatcherCommand, result: CommandResult, source: str) -> TradeLogEntry:
