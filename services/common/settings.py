@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     )
     settlement_max_fee_gwei: int = Field(200, ge=1, description="EIP-1559 maxFeePerGas cap")
     settlement_priority_fee_gwei: int = Field(1, ge=0, description="EIP-1559 maxPriorityFeePerGas")
+    settlement_stuck_after_s: float = Field(
+        90, gt=0, description="a transaction not mined after this long is sent again, fees +12.5 %"
+    )
     settlement_rpc_retries: int = Field(
         5, ge=0, description="retries of a transient RPC error, with back-off"
     )

@@ -10,7 +10,9 @@ One process, one loop (docs/settlement.md):
             tick (the clock) → batches whose window passed while idle → BUILT
             submit BUILT / FAILED-after-back-off batches → SUBMITTED (tx hash)
             receipts CONFIRMATION_DEPTH deep → CONFIRMED; reverted → CONFIRMED if the id is
-              settled anyway (an earlier send won), else FAILED
+              settled anyway (an earlier send won), else FAILED; not mined after
+              SETTLEMENT_STUCK_AFTER_S → sent again with the same nonce, fees +12.5 % (SUBMITTED,
+              the new hash; any hash sent for the nonce may be the one mined)
             withdrawals covered by confirmed batches → Vault.withdraw; past deadline / refused →
               WithdrawalFailed on accounts.events (keyed by trader)
             project settlement.batches → Cassandra
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from web3.contract.contract import ContractFunction
 
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.failpoints import failpoint
@@ -125,6 +128,16 @@ class _Retry:
     delay: float
 
 
+@dataclass
+class _Flight:
+    """A transaction sent and not yet final: what to send again if it is stuck (None: nothing)."""
+
+    sent: Sent
+    since: float
+    """When it was last sent (monotonic seconds)."""
+    call: ContractFunction | None
+
+
 class SettlementService:
     """The loop in the module docstring, over one Vault."""
 
@@ -146,6 +159,7 @@ class SettlementService:
             self.topic, ACCOUNTS_EVENTS.partitions, fold_config(bus), vault.chain_id, vault.address
         )
         self.confirmations = settings.settlement_confirmations
+        self.stuck_after_s = settings.settlement_stuck_after_s
         self.margin_us = settings.settlement_withdrawal_margin_s * 1_000_000
         # The one active instance: a successor with the same transactional id fences this one.
         self._producer = TypedProducer(bus, transactional_id=f"{settings.topic_prefix}settlement")
@@ -153,12 +167,14 @@ class SettlementService:
         watch_consumer(self._consumer, "settlement")
         self._outbox: list[Outbound] = []
         self._last_ts: dict[str, int] = {}
-        self._in_flight: dict[str, Sent] = {}
+        self._in_flight: dict[str, _Flight] = {}
         self._retry: dict[str, _Retry] = {}
-        self._withdrawing: dict[str, Sent] = {}
+        self._withdrawing: dict[str, _Flight] = {}
+        self._last_tx: dict[str, str] = {}
+        """The latest transaction recorded for each batch (a restart adopts it if still pending)."""
         self.caught_up = False
-        self.stats = {"built": 0, "submitted": 0, "confirmed": 0, "failed": 0, "withdrawals_sent": 0,
-                      "withdrawals_failed": 0}  # fmt: skip
+        self.stats = {"built": 0, "submitted": 0, "confirmed": 0, "failed": 0, "fee_bumps": 0,
+                      "withdrawals_sent": 0, "withdrawals_failed": 0}  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -210,6 +226,8 @@ class SettlementService:
             record: SettlementBatch = serde.decode_record(message.value())
             self.core.restore(record.batch_id, batch_of(record, self.topic), record.status)
             self._last_ts[record.batch_id] = record.ts_event
+            if record.tx_hash:
+                self._last_tx[record.batch_id] = record.tx_hash
 
     def _catch_up(self) -> None:
         """Assign every accounts.events partition from 0 and read up to the ends seen now."""
@@ -232,12 +250,21 @@ class SettlementService:
         self.caught_up = True
 
     def _recover(self) -> None:
-        """Every batch built but not CONFIRMED: settled on-chain → CONFIRMED; else (re)submitted later."""
+        """Every batch built but not CONFIRMED: settled on-chain → CONFIRMED; its last transaction
+        still pending at the node → tracked again (a later send would queue behind its nonce);
+        else (re)submitted later."""
         for batch_id in self.core.unconfirmed():
-            if self.core.batches[batch_id].empty:
+            batch = self.core.batches[batch_id]
+            if batch.empty:
                 continue  # confirmed by _settle without a transaction
             if self.vault.batch_settled(batch_id):
                 self._found_settled(batch_id)
+                continue
+            tx_hash = self._last_tx.get(batch_id)
+            pending = self.vault.pending(tx_hash) if tx_hash else None
+            if pending is not None:
+                call = self.vault.settle_call(batch_id, batch)
+                self._in_flight[batch_id] = _Flight(pending, time.monotonic(), call)
 
     # -- accounts.events -------------------------------------------------------------------------
 
@@ -278,21 +305,30 @@ class SettlementService:
                 continue
             if len(self._in_flight) >= MAX_IN_FLIGHT:
                 return
-            sent = self.vault.submit(self.vault.settle_call(batch_id, batch))
+            call = self.vault.settle_call(batch_id, batch)
+            sent = self.vault.submit(call)
             if isinstance(sent, Revert):
                 self._refused(batch_id, sent)
                 continue
             failpoint("settlement.after_submit")  # crash tests: sent, not yet recorded
-            self._in_flight[batch_id] = sent
+            self._in_flight[batch_id] = _Flight(sent, time.monotonic(), call)
             self.stats["submitted"] += 1
             self._record(batch_id, S.SUBMITTED, tx_hash=sent.tx_hash)
             log.info("settlement: batch %s submitted in %s (nonce %s)", batch_id, sent.tx_hash, sent.nonce)
 
     def _track(self) -> None:
         """Receipts of the settle transactions in flight."""
-        for batch_id, sent in list(self._in_flight.items()):
-            mined = self.vault.mined(sent.tx_hash)
+        for batch_id, flight in list(self._in_flight.items()):
+            mined = self.vault.mined_any(flight.sent)
             if mined is None:
+                if self._replace_if_stuck(f"batch {batch_id}", flight):
+                    replaced = ", ".join(flight.sent.replaces)
+                    self._record(
+                        batch_id,
+                        S.SUBMITTED,
+                        tx_hash=flight.sent.tx_hash,
+                        detail=f"fees raised; replaces {replaced}",
+                    )
                 continue
             if not mined.succeeded:
                 del self._in_flight[batch_id]
@@ -306,6 +342,28 @@ class SettlementService:
             elif mined.depth >= self.confirmations:
                 del self._in_flight[batch_id]
                 self._confirmed(batch_id, mined)
+
+    def _replace_if_stuck(self, what: str, flight: _Flight) -> bool:
+        """Send `flight` again with higher fees if it has waited too long; True if it was."""
+        now = time.monotonic()
+        if flight.call is None or now - flight.since < self.stuck_after_s:
+            return False
+        flight.since = now
+        replacement = self.vault.replace(flight.call, flight.sent)
+        if replacement is None:
+            log.warning(
+                "settlement: %s not mined after %.0f s at the fee cap (%d wei) or already mined; "
+                "raise SETTLEMENT_MAX_FEE_GWEI if it stays pending", what, self.stuck_after_s,
+                flight.sent.max_fee_wei,
+            )  # fmt: skip
+            return False
+        flight.sent = replacement
+        self.stats["fee_bumps"] += 1
+        log.warning(
+            "settlement: %s not mined after %.0f s; sent again as %s (nonce %d, max fee %d wei)",
+            what, self.stuck_after_s, replacement.tx_hash, replacement.nonce, replacement.max_fee_wei,
+        )  # fmt: skip
+        return True
 
     def _refused(self, batch_id: str, revert: Revert) -> None:
         if revert.name == "BatchAlreadySettled":
@@ -322,7 +380,7 @@ class SettlementService:
         elif mined.depth >= self.confirmations:
             self._confirmed(batch_id, mined)
         else:  # wait for its depth like any other submission
-            self._in_flight[batch_id] = Sent(mined.tx_hash, -1)
+            self._in_flight[batch_id] = _Flight(Sent(mined.tx_hash, -1), time.monotonic(), None)
             if self.core.statuses[batch_id] is not S.SUBMITTED:
                 self._record(batch_id, S.SUBMITTED, tx_hash=mined.tx_hash)
 
@@ -353,9 +411,10 @@ class SettlementService:
 
     def _withdrawals(self) -> None:
         queue = self.core.withdrawals
-        for wid, sent in list(self._withdrawing.items()):
-            mined = self.vault.mined(sent.tx_hash)
+        for wid, flight in list(self._withdrawing.items()):
+            mined = self.vault.mined_any(flight.sent)
             if mined is None:
+                self._replace_if_stuck(f"withdrawal {wid}", flight)
                 continue
             del self._withdrawing[wid]
             queue.move(wid, WithdrawalState.PAID_ON_CHAIN if mined.succeeded else WithdrawalState.WAITING)
@@ -373,9 +432,10 @@ class SettlementService:
 
     def _execute(self, action: ExecuteWithdrawal) -> None:
         w = action.withdrawal
-        outcome = self.vault.submit(self.vault.withdraw_call(w))
+        call = self.vault.withdraw_call(w)
+        outcome = self.vault.submit(call)
         if isinstance(outcome, Sent):
-            self._withdrawing[w.withdrawal_id] = outcome
+            self._withdrawing[w.withdrawal_id] = _Flight(outcome, time.monotonic(), call)
             self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.SENT)
             self.stats["withdrawals_sent"] += 1
             log.info("settlement: withdrawal %s of %s sent in %s", w.withdrawal_id, w.amount, outcome.tx_hash)
@@ -405,6 +465,8 @@ class SettlementService:
         """Queue a status record (committed by the next `_flush`); moves the core's status first."""
         if transition:
             self.core.set_status(batch_id, status)
+        if tx_hash:
+            self._last_tx[batch_id] = tx_hash
         # Strictly increasing per batch: Cassandra writes USING TIMESTAMP ts_event (status order).
         ts = max(self._clock(), self._last_ts.get(batch_id, 0) + 1)
         self._last_ts[batch_id] = ts

@@ -8,10 +8,14 @@ explicit nonces, EIP-1559 fees, retries of transient RPC errors and confirmation
 * **Fees.** `maxPriorityFeePerGas` = SETTLEMENT_PRIORITY_FEE_GWEI; `maxFeePerGas` = 2 × the latest
   base fee + the priority fee (room for the base fee to double before inclusion), capped at
   SETTLEMENT_MAX_FEE_GWEI. Gas limit: the node's estimate + 20 % + 10,000.
+* **Stuck transactions.** One not mined SETTLEMENT_STUCK_AFTER_S after its send (the base fee rose
+  past its cap) is replaced (`replace`): the same call and nonce, both fees raised by 12.5 % (the
+  least most nodes accept for a replacement, geth's rule being 10 %) or to the market's, if higher,
+  within the cap. Every hash sent for a nonce is kept: whichever is mined is the one that counts.
 * **Retries.** Connection errors, timeouts, HTTP 429 and 5xx are retried SETTLEMENT_RPC_RETRIES
   times with exponential back-off (0.2 s, 0.4 s, … ≤ 5 s). Sending the same signed transaction twice
-  is harmless (same hash): "already known", or "nonce too low" for a transaction the node has,
-  means it was sent.
+  is harmless (same hash): "already known" ("already imported" on anvil), or "nonce too low" for a
+  transaction the node has, means it was sent.
 * **Reverts** are decoded against the Vault's ABI (custom errors, OpenZeppelin's included) into a
   `Revert(name, args)`; simulating (`eth_call`) before sending avoids paying for a certain revert.
 """
@@ -73,6 +77,15 @@ class Sent:
 
     tx_hash: str
     nonce: int
+    max_fee_wei: int = 0
+    priority_fee_wei: int = 0
+    replaces: tuple[str, ...] = ()
+    """Earlier sends of the same call with this nonce, at lower fees: any of them may be mined."""
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """This send's hash first, then those it replaces."""
+        return (self.tx_hash, *self.replaces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,24 @@ class VaultClient:
         )
         return logs[0]["transactionHash"].to_0x_hex() if logs else None
 
+    def mined_any(self, sent: Sent) -> Mined | None:
+        """The receipt of whichever of `sent`'s hashes was mined (one at most: they share a nonce)."""
+        for tx_hash in sent.hashes:
+            mined = self.mined(tx_hash)
+            if mined is not None:
+                return mined
+        return None
+
+    def pending(self, tx_hash: str) -> Sent | None:
+        """`tx_hash` as a `Sent` if the node holds it unmined (its nonce and fees), else None."""
+        try:
+            tx = self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)))
+        except TransactionNotFound:
+            return None
+        if tx.get("blockNumber") is not None:
+            return None
+        return Sent(tx_hash, int(tx["nonce"]), int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
+
     def mined(self, tx_hash: str) -> Mined | None:
         """The receipt of `tx_hash` and its depth; None while it is not mined (or was reorganised out)."""
         try:
@@ -236,44 +267,78 @@ class VaultClient:
 
     def send(self, call: ContractFunction) -> Sent:
         """Sign and send `call` with the next nonce (module docstring); raises on a revert at estimate."""
+        gas = self._gas_limit(call)
+        max_fee, priority = self._fees()
+        for _ in range(3):
+            nonce = self.nonces.peek()
+            signed = self._signed(call, nonce, gas, max_fee, priority)
+            try:
+                self._send_raw(signed)
+            except Web3RPCError as exc:
+                text = str(exc).lower()
+                if not ("nonce too low" in text or "nonce too high" in text):
+                    raise
+                log.warning("settlement: nonce %s refused (%s); reading the pending count again", nonce, exc)
+                self.nonces.forget()
+                continue
+            self.nonces.used(nonce)
+            return Sent(signed.hash.to_0x_hex(), nonce, max_fee, priority)
+        raise ChainUnavailable(f"no nonce accepted for {call.fn_name} after 3 tries")
+
+    def replace(self, call: ContractFunction, stuck: Sent) -> Sent | None:
+        """Send `call` again with `stuck`'s nonce and higher fees (module docstring); None when the
+        fees are already at the cap, or the nonce has been mined meanwhile (`mined_any` finds it)."""
+        market_fee, market_priority = self._fees()
+        max_fee = min(self.gas.max_fee_wei, max(market_fee, bumped_fee(stuck.max_fee_wei)))
+        priority = min(max_fee, max(market_priority, bumped_fee(stuck.priority_fee_wei)))
+        if max_fee <= stuck.max_fee_wei:
+            return None
+        try:
+            gas = self._gas_limit(call)
+        except RevertedError:  # the stuck one's effect is already on-chain (e.g. the batch settled)
+            return None
+        signed = self._signed(call, stuck.nonce, gas, max_fee, priority)
+        try:
+            self._send_raw(signed)
+        except Web3RPCError as exc:
+            if "nonce too low" in str(exc).lower():
+                return None
+            raise
+        return Sent(signed.hash.to_0x_hex(), stuck.nonce, max_fee, priority, replaces=stuck.hashes)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _gas_limit(self, call: ContractFunction) -> int:
+        """The node's estimate + 20 % + 10,000; raises RevertedError if the call would revert."""
         try:
             estimate = int(self._rpc(lambda: call.estimate_gas({"from": self.sender})))
         except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
             raise RevertedError(self._decode(exc)) from exc
-        max_fee, priority = self._fees()
-        for _ in range(3):
-            nonce = self.nonces.peek()
-            params: TxParams = {
-                "from": self.sender,
-                "chainId": self.chain_id,
-                "nonce": Nonce(nonce),
-                "gas": estimate * 12 // 10 + 10_000,
-                "maxFeePerGas": Wei(max_fee),
-                "maxPriorityFeePerGas": Wei(priority),
-            }
-            tx = call.build_transaction(params)
-            signed = Account.sign_transaction(tx, self._key)
-            tx_hash = signed.hash.to_0x_hex()
-            try:
-                raw = signed.raw_transaction
-                self._rpc(lambda raw=raw: self.w3.eth.send_raw_transaction(raw))  # type: ignore[misc]
-            except Web3RPCError as exc:
-                text = str(exc).lower()
-                if "already known" in text or ("nonce too low" in text and self._known(tx_hash)):
-                    pass  # a retry of a send that had reached the node
-                elif "nonce too low" in text or "nonce too high" in text:
-                    log.warning(
-                        "settlement: nonce %s refused (%s); reading the pending count again", nonce, exc
-                    )
-                    self.nonces.forget()
-                    continue
-                else:
-                    raise
-            self.nonces.used(nonce)
-            return Sent(tx_hash=tx_hash, nonce=nonce)
-        raise ChainUnavailable(f"no nonce accepted for {call.fn_name} after 3 tries")
+        return estimate * 12 // 10 + 10_000
 
-    # -- internals -------------------------------------------------------------------------------
+    def _signed(self, call: ContractFunction, nonce: int, gas: int, max_fee: int, priority: int) -> Any:
+        params: TxParams = {
+            "from": self.sender,
+            "chainId": self.chain_id,
+            "nonce": Nonce(nonce),
+            "gas": gas,
+            "maxFeePerGas": Wei(max_fee),
+            "maxPriorityFeePerGas": Wei(priority),
+        }
+        return Account.sign_transaction(call.build_transaction(params), self._key)
+
+    def _send_raw(self, signed: Any) -> None:
+        """Send a signed transaction; a node that already holds it ("already known", anvil's
+        "already imported", or "nonce too low" for a hash it has) means a retry reached it."""
+        try:
+            self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        except Web3RPCError as exc:
+            text = str(exc).lower()
+            if "already known" in text or "already imported" in text:
+                return
+            if "nonce too low" in text and self._known(signed.hash.to_0x_hex()):
+                return
+            raise
 
     def _fees(self) -> tuple[int, int]:
         block = self._rpc(lambda: self.w3.eth.get_block("latest"))
@@ -329,6 +394,11 @@ class RevertedError(RuntimeError):
     def __init__(self, revert: Revert) -> None:
         super().__init__(str(revert))
         self.revert = revert
+
+
+def bumped_fee(fee_wei: int) -> int:
+    """`fee_wei` + 12.5 %, rounded up (a replacement must pay strictly more)."""
+    return fee_wei + -(-fee_wei // 8) if fee_wei else 1
 
 
 def _error_table(abi: list[dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:

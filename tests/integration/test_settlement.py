@@ -35,7 +35,7 @@ from services.gateway.core.typed_data import ExchangeDomain, Withdrawal, sign
 from services.settlement.core import Batch
 from services.settlement.service import SettlementService
 from services.settlement.store import BatchProjection
-from services.settlement.vault import GWEI, GasPolicy, RevertedError, VaultClient
+from services.settlement.vault import GWEI, GasPolicy, RevertedError, Sent, VaultClient
 from tests.integration.chain import funded_key
 from tests.unit.settlement.risk_stream import RiskPartition
 
@@ -327,6 +327,78 @@ def test_killed_after_submitting_and_before_recording_a_batch_settles_it_once(
     assert all(settled_events(ex, other) == 1 for other in records)
     ranges = sorted((r[0].ranges[0].from_offset, r[0].ranges[0].to_offset) for r in records.values())
     assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+
+
+# -- a stuck transaction ------------------------------------------------------------------------
+
+
+def automine(w3: Web3, on: bool) -> None:
+    """anvil mines a block per transaction (on), or only when told (`evm_mine`): a stuck mempool."""
+    w3.provider.make_request("evm_setAutomine", [on])  # type: ignore[arg-type]
+
+
+def test_a_stuck_settle_transaction_is_replaced_with_higher_fees_even_across_a_restart(
+    exchange: Exchange,
+) -> None:
+    ex = exchange
+    # State: deposits and a trade on partition 2; then the chain stops including transactions.
+    (alice, _), (bob, _) = trader_in(2), trader_in(2)
+    for trader in (alice, bob):
+        ex.deposit(trader, 100 * USDC)
+    ex.trade(2, {alice: -USDC, bob: USDC - 5_000}, fees=5_000)
+    impatient = ex.settings.model_copy(update={"settlement_stuck_after_s": 1.0})
+    first = SettlementService(Bus(impatient), ex.vault)
+    sends: list[Sent] = []  # each send as the node holds it while pending
+
+    def sent_again() -> Callable[[], bool]:
+        """True once the batch's latest recorded send is a new transaction pending at the node."""
+
+        def check() -> bool:
+            latest = [r for r in statuses(ex.bus).values() if r[-1].ranges[0].partition == 2]
+            if not latest or latest[0][-1].status is not BatchStatus.SUBMITTED:
+                return False
+            held = ex.vault.pending(latest[0][-1].tx_hash or "")
+            if held is not None and (not sends or held.tx_hash != sends[-1].tx_hash):
+                sends.append(held)
+                return True
+            return False
+
+        return check
+
+    automine(ex.w3, False)
+    try:
+        first.start()
+        run_until(first, sent_again())
+        # Action: the settle transaction waits in the mempool past SETTLEMENT_STUCK_AFTER_S.
+        run_until(first, sent_again())
+        first.close()
+        # Action: a new process (its own nonce count) starts while the replacement is pending.
+        vault = VaultClient(
+            ex.w3, artifacts.load("Vault"), ex.deployment.vault, ex.settlement_key,
+            gas=GasPolicy(200 * GWEI, GWEI), from_block=ex.deployment.block,
+        )  # fmt: skip
+        second = SettlementService(Bus(impatient), vault)
+        second.start()
+        run_until(second, sent_again())
+        ex.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    finally:
+        automine(ex.w3, True)
+    try:
+        run_until(second, lambda: all_confirmed(ex.bus, 1)() and ex.agrees())
+    finally:
+        second.close()
+
+    # Expectation: three sends of one call with one nonce, each fee at least 12.5 % above the last;
+    # the last one mined and recorded, the others gone from the node; the batch settled once.
+    assert len(sends) == 3 and len({s.nonce for s in sends}) == 1
+    for earlier, later in itertools.pairwise(sends):
+        assert later.max_fee_wei >= earlier.max_fee_wei * 9 // 8
+        assert later.priority_fee_wei >= earlier.priority_fee_wei * 9 // 8
+    (records,) = [r for r in statuses(ex.bus).values() if r[-1].ranges[0].partition == 2]
+    assert records[-1].status is BatchStatus.CONFIRMED and records[-1].tx_hash == sends[-1].tx_hash
+    assert [ex.vault.mined(s.tx_hash) is not None for s in sends] == [False, False, True]
+    assert settled_events(ex, records[-1].batch_id) == 1
+    assert ex.vault.balance_of(alice) == 99 * USDC
 
 
 # -- refusals -----------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ TRANSITIONS: dict[tuple[BatchStatus | None, BatchStatus], str] = {
     (S.BUILT, S.SUBMITTED): "settle() sent",
     (S.BUILT, S.CONFIRMED): "empty (nothing to send), or found settled on-chain at recovery",
     (S.BUILT, S.FAILED): "settle() would revert (simulated): nothing sent",
-    (S.SUBMITTED, S.SUBMITTED): "sent again: after a restart (new nonce) or a transient send error",
+    (S.SUBMITTED, S.SUBMITTED): "sent again: after a restart, or stuck and replaced (same nonce, more fee)",
     (S.SUBMITTED, S.CONFIRMED): "mined, CONFIRMATION_DEPTH deep, or found settled",
     (S.SUBMITTED, S.FAILED): "reverted while the id is still unused",
     (S.FAILED, S.SUBMITTED): "retried after a back-off",
