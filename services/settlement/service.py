@@ -64,7 +64,7 @@ from services.settlement.core import (
 from services.settlement.core.settlement import BuiltBatch
 from services.settlement.core.withdrawals import WithdrawalState, revert_rule
 from services.settlement.store import BatchProjection
-from services.settlement.vault import Mined, Revert, Sent, VaultClient
+from services.settlement.vault import FeeRefused, Mined, Revert, Sent, VaultClient
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ MAX_IN_FLIGHT = 16
 """Settle transactions sent and not yet confirmed, at most (consecutive nonces)."""
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
 """Back-off of a FAILED batch's retries: doubling from the first to the maximum."""
+WITHDRAW_RETRY_S = 10.0
+"""Wait before sending again a withdrawal the node refused for its fee."""
 
 
 def fold_config(bus: Bus) -> FoldConfig:
@@ -170,6 +172,8 @@ class SettlementService:
         self._in_flight: dict[str, _Flight] = {}
         self._retry: dict[str, _Retry] = {}
         self._withdrawing: dict[str, _Flight] = {}
+        self._withdraw_after: dict[str, float] = {}
+        """Withdrawals the node refused for their fee: not sent again before this (monotonic s)."""
         self._last_tx: dict[str, str] = {}
         """The latest transaction recorded for each batch (a restart adopts it if still pending)."""
         self.caught_up = False
@@ -306,7 +310,11 @@ class SettlementService:
             if len(self._in_flight) >= MAX_IN_FLIGHT:
                 return
             call = self.vault.settle_call(batch_id, batch)
-            sent = self.vault.submit(call)
+            try:
+                sent = self.vault.submit(call)
+            except FeeRefused as exc:
+                self._failed(batch_id, f"refused by the node for its fee: {exc}", None)
+                continue
             if isinstance(sent, Revert):
                 self._refused(batch_id, sent)
                 continue
@@ -421,8 +429,11 @@ class SettlementService:
         if not queue.pending():
             return
         _, chain_now_us = self.vault.latest()
+        now = time.monotonic()
         for action in self.core.withdrawal_actions(chain_now_us, self.margin_us):
             w = action.withdrawal
+            if isinstance(action, ExecuteWithdrawal) and self._withdraw_after.get(w.withdrawal_id, 0) > now:
+                continue
             if self.vault.withdrawal_paid(w.withdrawal_id):  # paid: the watcher reports it, never fail it
                 queue.move(w.withdrawal_id, WithdrawalState.PAID_ON_CHAIN)
             elif isinstance(action, FailWithdrawal):
@@ -433,7 +444,15 @@ class SettlementService:
     def _execute(self, action: ExecuteWithdrawal) -> None:
         w = action.withdrawal
         call = self.vault.withdraw_call(w)
-        outcome = self.vault.submit(call)
+        try:
+            outcome = self.vault.submit(call)
+        except FeeRefused as exc:
+            self._withdraw_after[w.withdrawal_id] = time.monotonic() + WITHDRAW_RETRY_S
+            log.warning(
+                "settlement: withdrawal %s waits: refused by the node for its fee: %s", w.withdrawal_id, exc
+            )
+            return
+        self._withdraw_after.pop(w.withdrawal_id, None)
         if isinstance(outcome, Sent):
             self._withdrawing[w.withdrawal_id] = _Flight(outcome, time.monotonic(), call)
             self.core.withdrawals.move(w.withdrawal_id, WithdrawalState.SENT)

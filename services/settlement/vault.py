@@ -59,6 +59,11 @@ class ChainUnavailable(RuntimeError):
     """The RPC kept failing after every retry."""
 
 
+class FeeRefused(RuntimeError):
+    """The node refused a transaction for its fee: its cap is below the base fee, or a replacement
+    does not pay enough more. Nothing was sent; try again later or raise SETTLEMENT_MAX_FEE_GWEI."""
+
+
 @dataclass(frozen=True, slots=True)
 class Revert:
     """Why a call reverts: the custom error's name and arguments (or Error(string), Panic, unknown)."""
@@ -256,7 +261,8 @@ class VaultClient:
         return None
 
     def submit(self, call: ContractFunction) -> Sent | Revert:
-        """Simulate `call`, then send it: the transaction sent, or how it reverts (at either step)."""
+        """Simulate `call`, then send it: the transaction sent, or how it reverts (at either step).
+        Raises FeeRefused if the node will not take it at the fees allowed."""
         revert = self.simulate(call)
         if revert is not None:
             return revert
@@ -300,6 +306,8 @@ class VaultClient:
         signed = self._signed(call, stuck.nonce, gas, max_fee, priority)
         try:
             self._send_raw(signed)
+        except FeeRefused:
+            return None
         except Web3RPCError as exc:
             if "nonce too low" in str(exc).lower():
                 return None
@@ -338,6 +346,8 @@ class VaultClient:
                 return
             if "nonce too low" in text and self._known(signed.hash.to_0x_hex()):
                 return
+            if "base fee" in text or "underpriced" in text:
+                raise FeeRefused(str(exc)) from exc
             raise
 
     def _fees(self) -> tuple[int, int]:

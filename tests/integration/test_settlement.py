@@ -401,6 +401,43 @@ def test_a_stuck_settle_transaction_is_replaced_with_higher_fees_even_across_a_r
     assert ex.vault.balance_of(alice) == 99 * USDC
 
 
+def test_a_send_the_node_refuses_for_its_fee_fails_the_batch_and_the_retry_settles_it(
+    exchange: Exchange,
+) -> None:
+    ex = exchange
+    # State: a trade on partition 3; a settlement key allowed at most 1 gwei a gas, and the next
+    # block's base fee at 5 gwei.
+    (alice, _), (bob, _) = trader_in(3), trader_in(3)
+    for trader in (alice, bob):
+        ex.deposit(trader, 100 * USDC)
+    ex.trade(3, {alice: -USDC, bob: USDC - 5_000}, fees=5_000)
+    capped = VaultClient(
+        ex.w3, artifacts.load("Vault"), ex.deployment.vault, ex.settlement_key,
+        gas=GasPolicy(GWEI, GWEI), from_block=ex.deployment.block,
+    )  # fmt: skip
+    service = SettlementService(ex.bus, capped)
+
+    def next_base_fee(wei: int) -> None:
+        ex.w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(wei)])  # type: ignore[arg-type]
+
+    try:
+        next_base_fee(5 * GWEI)
+        # Action: settlement builds the batch and sends it.
+        service.start()
+        run_until(service, lambda: service.stats["failed"] >= 1)
+        # Expectation: FAILED with the node's reason, nothing sent; the loop goes on.
+        (records,) = [r for r in statuses(ex.bus).values() if r[-1].ranges[0].partition == 3]
+        assert records[-1].status is BatchStatus.FAILED and records[-1].tx_hash is None
+        assert "refused by the node for its fee" in records[-1].detail
+        # Action: the base fee falls back under the cap; the retry after its back-off settles it.
+        next_base_fee(GWEI // 10)
+        run_until(service, lambda: all_confirmed(ex.bus, 1)() and ex.agrees())
+    finally:
+        next_base_fee(GWEI // 10)
+        service.close()
+    assert ex.vault.balance_of(alice) == 99 * USDC
+
+
 # -- refusals -----------------------------------------------------------------------------------
 
 
