@@ -27,6 +27,7 @@ from pathlib import Path
 
 from deploy.local import procs, resolve
 from deploy.local.settings import CHAIN_ID, HOST, PACKAGE_DIR, Settings, heap_bytes
+from deploy.local.tls import BrokerTls, broker_tls
 
 Echo = Callable[[str], None]
 
@@ -305,11 +306,13 @@ SASL_USER = "cxpt"
 
 @dataclass(frozen=True)
 class KafkaSasl:
-    """Where and as whom a client reaches the local broker's SASL/PLAIN listener."""
+    """Where and as whom a client reaches the local broker's SASL_SSL listener, and the
+    CA that signed its certificate."""
 
     bootstrap: str
     username: str
     password: str = field(repr=False)
+    ca_location: str = ""
 
 
 class Kafka(ServerComponent):
@@ -337,16 +340,24 @@ class Kafka(ServerComponent):
 
     @property
     def sasl(self) -> KafkaSasl:
-        """The SASL/PLAIN client listener and its one user (password made on first use, 0600)."""
+        """The SASL_SSL client listener, its one user (password made on first use, 0600) and CA."""
         path = self.home / "sasl-password"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(24))
-        return KafkaSasl(f"{HOST}:{self.settings.kafka_sasl_port}", SASL_USER, path.read_text().strip())
+        return KafkaSasl(
+            f"{HOST}:{self.settings.kafka_sasl_port}", SASL_USER, path.read_text().strip(),
+            ca_location=str(self.tls.ca_path),
+        )  # fmt: skip
+
+    @property
+    def tls(self) -> BrokerTls:
+        """The broker's TLS key store and the CA clients trust (`deploy/local/tls.py`)."""
+        return broker_tls(self.home / "tls", HOST)
 
     def ports(self) -> list[int]:
-        """Client listeners (plain and SASL) and the controller listener."""
+        """Client listeners (plain and SASL over TLS) and the controller listener."""
         return [self.settings.kafka_port, self.settings.kafka_sasl_port, self.settings.kafka_controller_port]
 
     def prepare(self) -> None:
@@ -362,6 +373,7 @@ class Kafka(ServerComponent):
             sasl_port=self.settings.kafka_sasl_port,
             sasl_user=SASL_USER,
             sasl_password=self.sasl.password,
+            tls_keystore=self.tls.keystore_path,
             data_dir=data,
         )
         render("kafka-log4j.properties", self.home / "log4j.properties")

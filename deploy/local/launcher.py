@@ -59,7 +59,8 @@ class Endpoints:
     clickhouse_dsn: str
     eth_rpc_url: str
     kafka_sasl: KafkaSasl | None = None
-    """The broker's SASL/PLAIN listener (the launcher's broker has one; other infrastructure: None)."""
+    """The broker's SASL_SSL listener and its CA (the launcher's broker has one; other
+    infrastructure: None)."""
 
     def as_env(self) -> dict[str, str]:
         """The environment variables the services' settings read."""

@@ -1,0 +1,105 @@
+"""A private certificate authority and the local broker's TLS certificate, made on first use.
+
+The broker's SASL listener speaks TLS (SASL_SSL), as production listeners do, so the services' TLS
+settings (`KAFKA_SSL_CA_LOCATION`, hostname verification) are exercised against a real broker.
+Everything lives in the run directory, never in git: `ca.pem` (what clients trust), and
+`broker.pem` (mode 0600) — the broker's private key, unencrypted PKCS#8 (Kafka 3.9 reads a PEM
+key store's key without `ssl.key.password`; an encrypted one it reads only with PBES1 ciphers: JDK
+17 has no PBES2 key factory), then its certificate and the CA's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALID_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """Where the broker's key store and the clients' trusted CA are."""
+
+    ca_path: Path
+    keystore_path: Path
+
+
+def broker_tls(directory: Path, host: str) -> BrokerTls:
+    """The CA and broker certificate in `directory`, made if either file is missing."""
+    tls = BrokerTls(directory / "ca.pem", directory / "broker.pem")
+    if tls.ca_path.exists() and tls.keystore_path.exists():
+        return tls
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = certificate_authority("cxpt local CA")
+    key, cert = _broker_certificate(ca_key, ca_cert, host)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tls.keystore_path.touch(mode=0o600)
+    tls.keystore_path.write_bytes(private + _pem(cert) + _pem(ca_cert))
+    tls.ca_path.write_bytes(_pem(ca_cert))
+    return tls
+
+
+def certificate_authority(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A new self-signed CA: its key and certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signs_certificates = x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    cert = (
+        _builder(subject, subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(signs_certificates, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _broker_certificate(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, host: str
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        names.append(x509.DNSName(host))
+    cert = (
+        _builder(subject, ca_cert.subject, key.public_key())
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+    )
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
