@@ -27,7 +27,7 @@ from pathlib import Path
 
 from deploy.local import procs, resolve
 from deploy.local.settings import CHAIN_ID, HOST, PACKAGE_DIR, Settings, heap_bytes
-from deploy.local.tls import BrokerTls, broker_tls
+from deploy.local.tls import ServerTls, server_tls
 
 Echo = Callable[[str], None]
 
@@ -352,9 +352,9 @@ class Kafka(ServerComponent):
         )  # fmt: skip
 
     @property
-    def tls(self) -> BrokerTls:
+    def tls(self) -> ServerTls:
         """The broker's TLS key store and the CA clients trust (`deploy/local/tls.py`)."""
-        return broker_tls(self.home / "tls", HOST)
+        return server_tls(self.home / "tls", HOST)
 
     def ports(self) -> list[int]:
         """Client listeners (plain and SASL over TLS) and the controller listener."""
@@ -531,6 +531,12 @@ class Cassandra(ServerComponent):
         """CQL port and internode storage port."""
         return [self.settings.cassandra_port, self.settings.cassandra_storage_port]
 
+    @property
+    def tls(self) -> ServerTls:
+        """The node's TLS key store and the CA clients trust (`deploy/local/tls.py`): the CQL port
+        takes TLS and plain connections alike (`client_encryption_options.optional`)."""
+        return server_tls(self.home / "tls", HOST)
+
     def prepare(self) -> None:
         """Resolve jars and write cassandra.yaml and logback.xml."""
         self._classpath = self.classpath("cassandra")
@@ -543,6 +549,8 @@ class Cassandra(ServerComponent):
             data_dir=data,
             native_port=self.settings.cassandra_port,
             storage_port=self.settings.cassandra_storage_port,
+            tls_keystore=self.tls.keystore_path,
+            tls_ca=self.tls.ca_path,
         )
         render("cassandra-logback.xml", self.home / "conf" / "logback.xml")
 

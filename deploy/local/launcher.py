@@ -61,6 +61,8 @@ class Endpoints:
     kafka_sasl: KafkaSasl | None = None
     """The broker's SASL_SSL listener and its CA (the launcher's broker has one; other
     infrastructure: None)."""
+    cassandra_ssl_ca: str | None = None
+    """The CA of the CQL port's TLS certificate (the launcher's node takes TLS; other: None)."""
 
     def as_env(self) -> dict[str, str]:
         """The environment variables the services' settings read."""
@@ -117,6 +119,9 @@ class Launcher:
             clickhouse_dsn=self._components["clickhouse"].listen,
             eth_rpc_url=self._components["chain"].listen,
             kafka_sasl=next(c.sasl for c in self._components.values() if isinstance(c, Kafka)),
+            cassandra_ssl_ca=next(
+                str(c.tls.ca_path) for c in self._components.values() if isinstance(c, Cassandra)
+            ),
         )
 
     def start(self, components: Iterable[str] = ALL, timeout_s: float = 180) -> Endpoints:

@@ -1,11 +1,12 @@
-"""A private certificate authority and the local broker's TLS certificate, made on first use.
+"""A private certificate authority and a server's TLS certificate, made on first use.
 
-The broker's SASL listener speaks TLS (SASL_SSL), as production listeners do, so the services' TLS
-settings (`KAFKA_SSL_CA_LOCATION`, hostname verification) are exercised against a real broker.
-Everything lives in the run directory, never in git: `ca.pem` (what clients trust), and
-`broker.pem` (mode 0600) — the broker's private key, unencrypted PKCS#8 (Kafka 3.9 reads a PEM
-key store's key without `ssl.key.password`; an encrypted one it reads only with PBES1 ciphers: JDK
-17 has no PBES2 key factory), then its certificate and the CA's.
+Kafka's SASL listener speaks TLS (SASL_SSL) and Cassandra's CQL port accepts TLS, as production
+servers do, so the services' TLS settings (`KAFKA_SSL_CA_LOCATION`, `CASSANDRA_SSL_CA`, hostname
+verification) are exercised against real servers. Everything lives in the server's run directory,
+never in git: `ca.pem` (what clients trust), and `server.pem` (mode 0600) — the server's private
+key, unencrypted PKCS#8 (both servers read a PEM key store's key without a password; an encrypted
+one they read only with PBES1 ciphers: JDK 17 has no PBES2 key factory), then its certificate and
+the CA's.
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ VALID_DAYS = 3650
 
 
 @dataclass(frozen=True)
-class BrokerTls:
-    """Where the broker's key store and the clients' trusted CA are."""
+class ServerTls:
+    """Where a server's key store and its clients' trusted CA are."""
 
     ca_path: Path
     keystore_path: Path
 
 
-def broker_tls(directory: Path, host: str) -> BrokerTls:
-    """The CA and broker certificate in `directory`, made if either file is missing."""
-    tls = BrokerTls(directory / "ca.pem", directory / "broker.pem")
+def server_tls(directory: Path, host: str) -> ServerTls:
+    """The CA and the certificate for `host` in `directory`, made if either file is missing."""
+    tls = ServerTls(directory / "ca.pem", directory / "server.pem")
     if tls.ca_path.exists() and tls.keystore_path.exists():
         return tls
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = certificate_authority("cxpt local CA")
-    key, cert = _broker_certificate(ca_key, ca_cert, host)
+    key, cert = _server_certificate(ca_key, ca_cert, host)
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -66,7 +67,7 @@ def certificate_authority(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.C
     return key, cert
 
 
-def _broker_certificate(
+def _server_certificate(
     ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, host: str
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())

@@ -12,6 +12,7 @@ server; chdb opens one data path per process, so tests isolate by database, not 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -52,14 +53,7 @@ def session_infrastructure(scratch: Path) -> Iterator[Endpoints]:
         already = {name for name, st in launcher.status().items() if st.healthy}
         started = launcher.start(ALL)
         try:
-            yield Endpoints(
-                started.kafka_bootstrap,
-                started.cassandra_host,
-                started.cassandra_port,
-                clickhouse_dsn,
-                started.eth_rpc_url,
-                started.kafka_sasl,
-            )
+            yield dataclasses.replace(started, clickhouse_dsn=clickhouse_dsn)
         finally:
             ours = [name for name in ALL if name not in already]
             if ours and not os.environ.get("CXPT_KEEP_INFRA"):
