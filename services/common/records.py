@@ -524,6 +524,19 @@ class FundingApplied(Struct, kw_only=True, frozen=True, gc=False):
     """TWAP of the index over the interval, ticks."""
 
 
+class FundingSnapshot(Struct, kw_only=True, frozen=True, gc=False):
+    """The funding/expiry scheduler's state and the input positions it covers (topic funding.snapshots, compacted, one key): a restart loads it and reads only what follows."""
+
+    positions: list[InputPosition]
+    """Every input partition read, and where the state ends in it."""
+    codec: str
+    """How payload is encoded; msgpack-zlib-1 = zlib-compressed MessagePack of the scheduler's state."""
+    payload: bytes
+    """The encoded state."""
+    ts_snapshot: int
+    """Wall-clock time the snapshot was taken."""
+
+
 class ImpliedVolatility(Struct, kw_only=True, frozen=True, gc=False):
     """Black-76 implied volatility of one option trade, for metrics (topic options.iv, keyed by market). (market, trade_id) identifies it; floats on purpose: a metric, never a balance."""
 
@@ -573,6 +586,17 @@ class IndexTwap(Struct, kw_only=True, frozen=True, gc=False):
     """TWAP × 1e9, rounded half down; null while the window holds no price."""
     samples: int
     """Index prices that fell in the window."""
+
+
+class InputPosition(Struct, kw_only=True, frozen=True, gc=False):
+    """Where a consumer resumes in one partition of one input topic."""
+
+    topic: str
+    """The topic's declared name, without the environment's prefix."""
+    partition: int
+    """Partition."""
+    next_offset: int
+    """First offset NOT reflected in the state."""
 
 
 class MarkPriceSet(Struct, kw_only=True, frozen=True, gc=False):

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # -- funding/expiry (docs/derivatives.md) ----------------------------------------------------
     funding_interval_s: int = Field(3_600, ge=1, description="funding interval, aligned to the epoch")
     funding_cap_e9: int = Field(1_000_000, ge=0, description="funding rate cap per interval × 1e9")
+    funding_snapshot_every_s: float = Field(
+        300, gt=0, description="funding/expiry: seconds between snapshots of the scheduler's state"
+    )
     mark_basis_rounds: int = Field(10, ge=1, description="oracle rounds in the mark's basis average")
     mark_clamp_bps: int = Field(50, ge=0, lt=5_000, description="mark within ± this of the index")
     settlement_window_s: int = Field(1_800, ge=1, description="index TWAP window before expiry")

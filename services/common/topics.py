@@ -115,6 +115,15 @@ MATCHER_SNAPSHOTS = TopicSpec(
     "Book snapshots with the input offset they cover; latest per partition kept (compacted).",
     cleanup_policy="compact",
 )
+FUNDING_SNAPSHOTS = TopicSpec(
+    "funding.snapshots",
+    1,
+    "funding",
+    "FundingSnapshot",
+    FOREVER,
+    "The funding/expiry scheduler's state with the input positions it covers; latest kept (compacted).",
+    cleanup_policy="compact",
+)
 RISK_CHANGELOG = TopicSpec(
     "risk.changelog",
     TRADER_PARTITIONS,
@@ -164,6 +173,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     RISK_POSTINGS,
     ACCOUNTS_EVENTS,
     MATCHER_SNAPSHOTS,
+    FUNDING_SNAPSHOTS,
     RISK_CHANGELOG,
     ORACLE_PRICES,
     OPTIONS_IV,

@@ -1,12 +1,17 @@
 """The funding/expiry service: the scheduler (services/funding/core) on Kafka.
 
-It tails `oracle.prices` and `trade.log` without a consumer group, from the beginning of every
-partition: the scheduler's state is a function of those logs, so it is rebuilt on every start and
-nothing is committed. It first reads both topics up to the ends they had at start (catch-up: no
-ticks, nothing sent), then ticks once a second with the wall clock and produces the scheduler's
-commands to `matcher.commands`, keyed by market, with an idempotent (not transactional) producer:
-exactly once rests on the deterministic command ids and on the matcher refusing an interval it
-already applied (docs/derivatives.md, "Exactly once").
+It tails `oracle.prices` and `trade.log` without a consumer group: the scheduler's state is a
+function of those logs, so it is rebuilt on every start and nothing is committed. It first reads
+both topics up to the ends they had at start (catch-up: no ticks, nothing sent), then ticks once a
+second with the wall clock and produces the scheduler's commands to `matcher.commands`, keyed by
+market, with an idempotent (not transactional) producer: exactly once rests on the deterministic
+command ids and on the matcher refusing an interval it already applied (docs/derivatives.md,
+"Exactly once").
+
+**Snapshots.** After catch-up and every FUNDING_SNAPSHOT_EVERY_S, the scheduler's state and the
+position reached in every input partition go to `funding.snapshots` (compacted, one key). A start
+loads the latest and reads from those positions instead of from the beginning; a snapshot it
+cannot read (another version's state) is skipped with a warning, and the logs are read whole.
 """
 
 from __future__ import annotations
@@ -15,21 +20,45 @@ import logging
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 
+import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from services.common.bus import Bus, Outbound, TypedProducer, read_topic, take_batch, watermarks
 from services.common.observability import watch_consumer
-from services.common.records import ImpliedVolatility, IndexPrice, MatcherCommand
+from services.common.records import (
+    FundingSnapshot,
+    ImpliedVolatility,
+    IndexPrice,
+    InputPosition,
+    MatcherCommand,
+)
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
-from services.common.topics import MATCHER_COMMANDS, OPTIONS_IV, ORACLE_PRICES, TRADE_LOG, TopicSpec
-from services.funding.core.scheduler import ImpliedVolObserved, IndexObserved, Scheduler, SchedulerConfig
+from services.common.topics import (
+    FUNDING_SNAPSHOTS,
+    MATCHER_COMMANDS,
+    OPTIONS_IV,
+    ORACLE_PRICES,
+    TRADE_LOG,
+    TopicSpec,
+)
+from services.funding.core.scheduler import (
+    ImpliedVolObserved,
+    IndexObserved,
+    Scheduler,
+    SchedulerConfig,
+    decode_state,
+    encode_state,
+)
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+SNAPSHOT_CODEC = "msgpack-zlib-1"
+SNAPSHOT_KEY = "funding"
 
 
 def scheduler_config(settings: Settings) -> SchedulerConfig:
@@ -67,6 +96,11 @@ class FundingService:
         watch_consumer(self._consumer, "funding")
         self._topics = {bus.topic(ORACLE_PRICES).name: ORACLE_PRICES, bus.topic(TRADE_LOG).name: TRADE_LOG}
         self.sent = 0
+        self.read = 0
+        """Input records applied since start (a start from a snapshot reads only the tail)."""
+        self._starts: dict[tuple[str, int], int] = {}
+        """Where each input partition was assigned from (its position until a record is read)."""
+        self._last_snapshot = 0.0
         self._iv_published: dict[str, int] = {}
         """Per option market, the highest trade id on options.iv: the replay of the log on start
         publishes only what comes after (a trade's IV is published once, give or take a crash
@@ -82,19 +116,25 @@ class FundingService:
                 if time.monotonic() >= next_tick:
                     self.tick()
                     next_tick += TICK_S
+                if time.monotonic() - self._last_snapshot >= self.bus.settings.funding_snapshot_every_s:
+                    self.snapshot()
         finally:
             self.close()
 
     def catch_up(self) -> None:
-        """Assign every partition from its beginning and read up to the ends seen now."""
+        """Load the latest snapshot, assign every partition from where it ends (else from the
+        beginning), read up to the ends seen now, and take a snapshot."""
         self._iv_published = published_ivs(self.bus)
+        positions = self._restore()
         assignment, ends = [], {}
-        for name in self._topics:
+        for name, spec in self._topics.items():
             metadata = self._consumer.list_topics(name, timeout=10).topics[name]
             for p in metadata.partitions:
                 _, high = watermarks(self._consumer, TopicPartition(name, p))
-                assignment.append(TopicPartition(name, p, OFFSET_BEGINNING))
-                if high > 0:
+                start = positions.get((spec.name, p), OFFSET_BEGINNING)
+                self._starts[(name, p)] = start
+                assignment.append(TopicPartition(name, p, start))
+                if high > max(start, 0):
                     ends[(name, p)] = high
         self._consumer.assign(assignment)
         while ends:
@@ -104,7 +144,51 @@ class FundingService:
                 if tp.offset >= ends[(tp.topic, tp.partition)]:
                     del ends[(tp.topic, tp.partition)]
         self._producer.flush()
-        log.info("funding: caught up; markets %s", sorted(self.scheduler.markets))
+        log.info(
+            "funding: caught up (%d records read%s); markets %s",
+            self.read, " after a snapshot" if positions else "", sorted(self.scheduler.markets),
+        )  # fmt: skip
+        self.snapshot()
+
+    def snapshot(self) -> None:
+        """Write the scheduler's state and the position reached in every input partition."""
+        assigned = [TopicPartition(name, p) for name, p in self._starts]
+        positions = [
+            InputPosition(
+                topic=self._topics[tp.topic or ""].name,
+                partition=tp.partition,
+                next_offset=tp.offset
+                if tp.offset >= 0
+                else max(self._starts[(tp.topic or "", tp.partition)], 0),
+            )
+            for tp in self._consumer.position(assigned)
+        ]
+        record = FundingSnapshot(
+            positions=positions,
+            codec=SNAPSHOT_CODEC,
+            payload=zlib.compress(encode_state(self.scheduler), 1),
+            ts_snapshot=self._clock(),
+        )
+        self._producer.send(Outbound(FUNDING_SNAPSHOTS, key=SNAPSHOT_KEY, value=record))
+        self._producer.flush()
+        self._last_snapshot = time.monotonic()
+
+    def _restore(self) -> dict[tuple[str, int], int]:
+        """The scheduler from the latest snapshot, and where it ends per (topic, partition); nothing
+        (the logs read whole) when there is none or it cannot be read."""
+        latest: FundingSnapshot | None = None
+        for message in read_topic(self.bus, FUNDING_SNAPSHOTS):
+            latest = self.bus.serde(FUNDING_SNAPSHOTS).decode_record(message.value())
+        if latest is None:
+            return {}
+        try:
+            if latest.codec != SNAPSHOT_CODEC:
+                raise ValueError(f"codec {latest.codec!r}")
+            self.scheduler = decode_state(self.scheduler.config, zlib.decompress(latest.payload))
+        except (ValueError, zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("funding: snapshot unreadable (%s); reading the logs from the beginning", exc)
+            return {}
+        return {(p.topic, p.partition): p.next_offset for p in latest.positions}
 
     def tick(self) -> None:
         """One clock tick: send what the scheduler says is due."""
@@ -125,6 +209,7 @@ class FundingService:
         for message in take_batch(self._consumer, 500, timeout_s):
             if message.error() is None:
                 self._apply(message)
+                self.read += 1
 
     def _apply(self, message: Message) -> None:
         spec: TopicSpec = self._topics[message.topic() or ""]

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from msgspec import structs
+
 from services.common.binding import to_avro
 from services.common.bus import Bus, Outbound, TypedProducer
 from services.common.presets import preset
@@ -24,8 +26,9 @@ from services.common.records import (
     SetMarkPrice,
     TradeLogEntry,
 )
-from services.common.topics import MATCHER_COMMANDS, ORACLE_PRICES, TRADE_LOG
+from services.common.topics import FUNDING_SNAPSHOTS, MATCHER_COMMANDS, ORACLE_PRICES, TRADE_LOG
 from services.funding.core.funding import first_interval_after
+from services.funding.core.scheduler import Scheduler
 from services.funding.service import FundingService
 from tests.integration.readback import read_all
 
@@ -74,6 +77,51 @@ def test_funding_intervals_go_out_once_and_a_restart_resends_none_the_log_shows_
     # mark is a level, not a flow, so a repeat changes nothing.)
     again = [c for c in sent(bus)[before:] if isinstance(c.body, ApplyFunding)]
     assert [(c.command_id, c.body) for c in again] == [(fundings[1].command_id, fundings[1].body)]
+
+
+def test_a_restart_loads_the_snapshot_and_reads_only_the_tail_of_the_logs(bus: Bus) -> None:
+    # State: BTC-PERP listed, marks over two intervals and a round; the service ran (a snapshot
+    # at the end of its catch-up), then three more marks and a round arrived.
+    bus.settings = bus.settings.model_copy(update={"funding_interval_s": 2})
+    now = time.time_ns() // 1_000
+    listed = now - 60 * S
+    a, _ = first_interval_after(listed, 2)
+    log = Log(bus)
+    log.entry(listed, MarketCreated(definition=preset("BTC-PERP")))
+    for k in range(4):
+        log.entry(a + k * S, MarkPriceSet(mark_price=650_000, index_price=650_000))
+    log.oracle(now)
+    log.flush()
+    run_service(bus, seconds=2)
+    (snapshot,) = [r.record for r in read_all(bus, FUNDING_SNAPSHOTS, expect=1)][-1:]
+    assert {(p.topic, p.partition) for p in snapshot.positions} >= {("trade.log", 0), ("oracle.prices", 0)}
+    for k in range(4, 7):
+        log.entry(a + k * S, MarkPriceSet(mark_price=650_000 + k, index_price=650_000))
+    log.oracle(now + S)
+    log.flush()
+    # Action: a new process catches up.
+    restored = FundingService(bus)
+    restored.catch_up()
+    # Expectation: it read the four new records only, and knows what a whole read knows.
+    assert restored.read == 4
+    # Action: the snapshot made unreadable (another version's), and a new process again.
+    producer = TypedProducer(bus)
+    producer.send(Outbound(FUNDING_SNAPSHOTS, key="funding", value=structs.replace(snapshot, codec="v999")))
+    producer.flush()
+    rebuilt = FundingService(bus)
+    rebuilt.catch_up()
+    # Expectation: it read the logs whole, and learnt the same markets, marks and rounds.
+    assert rebuilt.read == 10
+    assert learnt(rebuilt.scheduler) == learnt(restored.scheduler)
+    assert learnt(restored.scheduler)[0]["BTC-PERP"][0][-1][1] == 650_006
+    restored.close()
+    rebuilt.close()
+
+
+def learnt(scheduler: Scheduler) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a scheduler knows from the logs alone (not what it sent itself)."""
+    markets = {m: (k.mark_log, k.status_history, k.next_start) for m, k in scheduler.markets.items()}
+    return markets, {i: x.samples for i, x in scheduler.indexes.items()}
 
 
 class Log:

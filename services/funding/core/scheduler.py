@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from services.common.records import (
     ApplyFunding,
     CommandRejected,
@@ -53,7 +55,7 @@ from services.common.records import (
 from services.common.twap import twap
 from services.funding.core import black76, expiry, funding, marks
 from services.funding.core.prices import index_to_ticks
-from services.marketdata.core.depth import DepthBook
+from services.marketdata.core.depth import DepthBook, MarketDepth
 
 US_PER_S = 1_000_000
 COMMAND_NAMESPACE = uuid.UUID("5c0d3e4a-8f7b-5e21-9a57-cf1d2e3f4a5b")
@@ -179,6 +181,31 @@ class _Market:
                 break
             current = status
         return current
+
+
+@dataclass(slots=True)
+class SchedulerState:
+    """Everything a scheduler has learnt from the logs: what a snapshot holds."""
+
+    markets: dict[str, _Market]
+    indexes: dict[str, _Index]
+    depth: dict[str, MarketDepth]
+
+
+def encode_state(scheduler: Scheduler) -> bytes:
+    """The scheduler's state as MessagePack (`decode_state` reads it back)."""
+    state = SchedulerState(scheduler.markets, scheduler.indexes, scheduler.depth.markets)
+    return msgspec.msgpack.encode(state)
+
+
+def decode_state(config: SchedulerConfig, data: bytes) -> Scheduler:
+    """A scheduler with `config` and the state `encode_state` wrote; raises msgspec.DecodeError or
+    msgspec.ValidationError if `data` is not such a state (e.g. written by another version)."""
+    state = msgspec.msgpack.decode(data, type=SchedulerState)
+    scheduler = Scheduler(config)
+    scheduler.markets, scheduler.indexes = state.markets, state.indexes
+    scheduler.depth.markets = state.depth
+    return scheduler
 
 
 class Scheduler:
