@@ -1,7 +1,8 @@
 """The funding/expiry service: the scheduler (services/funding/core) on Kafka.
 
 It tails `oracle.prices` and `trade.log` without a consumer group: the scheduler's state is a
-function of those logs, so it is rebuilt on every start and nothing is committed. It first reads
+function of those logs, so nothing is committed and every start rebuilds it (from the latest
+snapshot and what follows it, below). It first reads
 both topics up to the ends they had at start (catch-up: no ticks, nothing sent), then ticks once a
 second with the wall clock and produces the scheduler's commands to `matcher.commands`, keyed by
 market, with an idempotent (not transactional) producer: exactly once rests on the deterministic
@@ -155,11 +156,7 @@ class FundingService:
         assigned = [TopicPartition(name, p) for name, p in self._starts]
         positions = [
             InputPosition(
-                topic=self._topics[tp.topic or ""].name,
-                partition=tp.partition,
-                next_offset=tp.offset
-                if tp.offset >= 0
-                else max(self._starts[(tp.topic or "", tp.partition)], 0),
+                topic=self._topics[tp.topic].name, partition=tp.partition, next_offset=self._resume_at(tp)
             )
             for tp in self._consumer.position(assigned)
         ]
@@ -173,12 +170,38 @@ class FundingService:
         self._producer.flush()
         self._last_snapshot = time.monotonic()
 
+    def _latest_snapshot(self, timeout_s: float = 10) -> FundingSnapshot | None:
+        """The last record of funding.snapshots, fetched alone with the service's own consumer (no
+        reader of the whole topic: a start should not wait for one), or None if it is empty."""
+        snapshots = TopicPartition(self.bus.topic(FUNDING_SNAPSHOTS).name, 0)
+        low, high = watermarks(self._consumer, snapshots)
+        if high <= low:
+            return None
+        self._consumer.assign([TopicPartition(snapshots.topic, 0, high - 1)])
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                message = self._consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    record: FundingSnapshot = self.bus.serde(FUNDING_SNAPSHOTS).decode_record(message.value())
+                    return record
+            raise TimeoutError(f"the last funding snapshot (offset {high - 1}) not read within {timeout_s} s")
+        finally:
+            # An assigned partition keeps a fetch long-polling the broker, which holds up every
+            # watermark query catch-up makes next (0.5 s each, measured).
+            self._consumer.unassign()
+
+    def _resume_at(self, position: TopicPartition) -> int:
+        """The offset to resume `position`'s partition at: the consumer's position, or where the
+        partition was assigned from while nothing has been read from it (the position is unset)."""
+        if position.offset >= 0:
+            return int(position.offset)
+        return max(self._starts[(position.topic, position.partition)], 0)
+
     def _restore(self) -> dict[tuple[str, int], int]:
         """The scheduler from the latest snapshot, and where it ends per (topic, partition); nothing
         (the logs read whole) when there is none or it cannot be read."""
-        latest: FundingSnapshot | None = None
-        for message in read_topic(self.bus, FUNDING_SNAPSHOTS):
-            latest = self.bus.serde(FUNDING_SNAPSHOTS).decode_record(message.value())
+        latest = self._latest_snapshot()
         if latest is None:
             return {}
         try:
