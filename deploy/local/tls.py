@@ -4,9 +4,9 @@ Kafka's SASL listener speaks TLS (SASL_SSL) and Cassandra's CQL port accepts TLS
 servers do, so the services' TLS settings (`KAFKA_SSL_CA_LOCATION`, `CASSANDRA_SSL_CA`, hostname
 verification) are exercised against real servers. Everything lives in the server's run directory,
 never in git: `ca.pem` (what clients trust), and `server.pem` (mode 0600) — the server's private
-key, unencrypted PKCS#8 (both servers read a PEM key store's key without a password; an encrypted
-one they read only with PBES1 ciphers: JDK 17 has no PBES2 key factory), then its certificate and
-the CA's.
+key, unencrypted PKCS#8 (both servers read a PEM key store's key without a password; Kafka on JDK
+17 refused one encrypted the modern way: "PBES2 SecretKeyFactory not available"), then its
+certificate and the CA's.
 """
 
 from __future__ import annotations
