@@ -358,8 +358,11 @@ def test_the_projector_process_runs_the_account_history_and_the_read_model(
     projector = build(own)
     with running(projector):
         deadline = time.monotonic() + 30
+        # Wait for all three: the two projections commit independently (the history's row can
+        # land before the read model's balance).
         while time.monotonic() < deadline and not (
             queries.markets(cassandra_session, own.cassandra_keyspace)
+            and queries.balance_for(cassandra_session, own.cassandra_keyspace, ALICE).usdc is not None
             and cassandra_session.execute(
                 f"SELECT * FROM {own.cassandra_keyspace}.account_events_by_trader WHERE trader = %s", (ALICE,)
             ).one()
