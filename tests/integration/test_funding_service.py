@@ -40,12 +40,7 @@ def test_funding_intervals_go_out_once_and_a_restart_resends_none_the_log_shows_
     # State: BTC-PERP listed a minute ago; the log holds its marks over three 2 s intervals
     # [a, a+2 s), [a+2 s, a+4 s), [a+4 s, a+6 s) (and one at a+6 s, closing the third), and the first
     # interval already applied. An oracle round now.
-    bus.settings = bus.settings.model_copy(update={"funding_interval_s": 2})
-    now = time.time_ns() // 1_000
-    listed = now - 60 * S
-    a, _ = first_interval_after(listed, 2)
-    log = Log(bus)
-    log.entry(listed, MarketCreated(definition=preset("BTC-PERP")))
+    log, now, a = perp_listed_a_minute_ago(bus)
     for k in range(7):
         log.entry(a + k * S, MarkPriceSet(mark_price=650_000 + 65 * (k < 2), index_price=650_000))
     log.entry(a + 6 * S + 1, _applied(a, a + 2 * S))
@@ -82,12 +77,7 @@ def test_funding_intervals_go_out_once_and_a_restart_resends_none_the_log_shows_
 def test_a_restart_loads_the_snapshot_and_reads_only_the_tail_of_the_logs(bus: Bus) -> None:
     # State: BTC-PERP listed, marks over two intervals and a round; the service ran (a snapshot
     # at the end of its catch-up), then three more marks and a round arrived.
-    bus.settings = bus.settings.model_copy(update={"funding_interval_s": 2})
-    now = time.time_ns() // 1_000
-    listed = now - 60 * S
-    a, _ = first_interval_after(listed, 2)
-    log = Log(bus)
-    log.entry(listed, MarketCreated(definition=preset("BTC-PERP")))
+    log, now, a = perp_listed_a_minute_ago(bus)
     for k in range(4):
         log.entry(a + k * S, MarkPriceSet(mark_price=650_000, index_price=650_000))
     log.oracle(now)
@@ -116,6 +106,18 @@ def test_a_restart_loads_the_snapshot_and_reads_only_the_tail_of_the_logs(bus: B
     assert learnt(restored.scheduler)[0]["BTC-PERP"][0][-1][1] == 650_006
     restored.close()
     rebuilt.close()
+
+
+def perp_listed_a_minute_ago(bus: Bus) -> tuple[Log, int, int]:
+    """2 s funding intervals; BTC-PERP's listing on the log a minute ago. Returns the log, now, and
+    the start of the first interval after the listing (all µs)."""
+    bus.settings = bus.settings.model_copy(update={"funding_interval_s": 2})
+    now = time.time_ns() // 1_000
+    listed = now - 60 * S
+    a, _ = first_interval_after(listed, 2)
+    log = Log(bus)
+    log.entry(listed, MarketCreated(definition=preset("BTC-PERP")))
+    return log, now, a
 
 
 def learnt(scheduler: Scheduler) -> tuple[dict[str, Any], dict[str, Any]]:

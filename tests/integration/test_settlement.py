@@ -65,10 +65,23 @@ class Exchange:
     def __post_init__(self) -> None:
         self.producer = TypedProducer(self.bus)
         self.usdc = client.bind(self.w3, artifacts.load("MockUSDC"), self.deployment.usdc)
-        self.vault = VaultClient(
+        self.vault = self.vault_client()
+
+    def vault_client(self, *, max_fee_gwei: int = 200) -> VaultClient:
+        """A new client of the deployed Vault with the settlement key (its own nonce count)."""
+        return VaultClient(
             self.w3, artifacts.load("Vault"), self.deployment.vault, self.settlement_key,
-            gas=GasPolicy(200 * GWEI, GWEI), from_block=self.deployment.block,
+            gas=GasPolicy(max_fee_gwei * GWEI, GWEI), from_block=self.deployment.block,
         )  # fmt: skip
+
+    def traded_pair(self, partition: int) -> tuple[str, str]:
+        """Two new traders on `partition`, 100 USDC deposited each, then the first pays the second
+        1 USDC less a 0.005 USDC fee."""
+        (alice, _), (bob, _) = trader_in(partition), trader_in(partition)
+        for trader in (alice, bob):
+            self.deposit(trader, 100 * USDC)
+        self.trade(partition, {alice: -USDC, bob: USDC - 5_000}, fees=5_000)
+        return alice, bob
 
     def ledger(self, trader: str) -> RiskPartition:
         p = partition_for(trader, ACCOUNTS_EVENTS.partitions)
@@ -342,10 +355,7 @@ def test_a_stuck_settle_transaction_is_replaced_with_higher_fees_even_across_a_r
 ) -> None:
     ex = exchange
     # State: deposits and a trade on partition 2; then the chain stops including transactions.
-    (alice, _), (bob, _) = trader_in(2), trader_in(2)
-    for trader in (alice, bob):
-        ex.deposit(trader, 100 * USDC)
-    ex.trade(2, {alice: -USDC, bob: USDC - 5_000}, fees=5_000)
+    alice, _ = ex.traded_pair(2)
     impatient = ex.settings.model_copy(update={"settlement_stuck_after_s": 1.0})
     first = SettlementService(Bus(impatient), ex.vault)
     sends: list[Sent] = []  # each send as the node holds it while pending
@@ -373,11 +383,7 @@ def test_a_stuck_settle_transaction_is_replaced_with_higher_fees_even_across_a_r
         run_until(first, sent_again())
         first.close()
         # Action: a new process (its own nonce count) starts while the replacement is pending.
-        vault = VaultClient(
-            ex.w3, artifacts.load("Vault"), ex.deployment.vault, ex.settlement_key,
-            gas=GasPolicy(200 * GWEI, GWEI), from_block=ex.deployment.block,
-        )  # fmt: skip
-        second = SettlementService(Bus(impatient), vault)
+        second = SettlementService(Bus(impatient), ex.vault_client())
         second.start()
         run_until(second, sent_again())
         ex.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
@@ -407,15 +413,8 @@ def test_a_send_the_node_refuses_for_its_fee_fails_the_batch_and_the_retry_settl
     ex = exchange
     # State: a trade on partition 3; a settlement key allowed at most 1 gwei a gas, and the next
     # block's base fee at 5 gwei.
-    (alice, _), (bob, _) = trader_in(3), trader_in(3)
-    for trader in (alice, bob):
-        ex.deposit(trader, 100 * USDC)
-    ex.trade(3, {alice: -USDC, bob: USDC - 5_000}, fees=5_000)
-    capped = VaultClient(
-        ex.w3, artifacts.load("Vault"), ex.deployment.vault, ex.settlement_key,
-        gas=GasPolicy(GWEI, GWEI), from_block=ex.deployment.block,
-    )  # fmt: skip
-    service = SettlementService(ex.bus, capped)
+    alice, _ = ex.traded_pair(3)
+    service = SettlementService(ex.bus, ex.vault_client(max_fee_gwei=1))
 
     def next_base_fee(wei: int) -> None:
         ex.w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(wei)])  # type: ignore[arg-type]
