@@ -60,6 +60,7 @@ from services.common.records import (
 from services.common.settings import Settings
 from services.common.topics import MATCHER_COMMANDS, ORDERS_COMMANDS
 from services.gateway import models as m
+from services.gateway import timing
 from services.gateway.auth import AdminAuth, AuthError, Sessions
 from services.gateway.core import idempotency as idem
 from services.gateway.core import typed_data as td
@@ -882,6 +883,7 @@ def _install_limits(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
     @app.middleware("http")
     async def limits(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
+        marks = timing.begin()
         ip = request.client.host if request.client else "unknown"
         limited = gateway.by_ip.take(ip, _now_us())
         if isinstance(limited, Limited):
@@ -896,6 +898,7 @@ def _install_limits(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(request.method, path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(time.perf_counter() - started)
+        response.headers["server-timing"] = timing.header(marks)
         return response
 
 

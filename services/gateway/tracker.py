@@ -22,6 +22,7 @@ from services.common.logs import correlation, render_correlation_id
 from services.common.records import AccountEvent, TradeLogEntry
 from services.common.serde import UndecodableRecord
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
+from services.gateway import timing
 from services.gateway.outcomes import PENDING, Outcome, account_outcome, entry_outcome
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ class CommandTracker:
         try:
             self._producer.produce(**encode_outbound(self.bus, out, correlation_id), on_delivery=on_delivery)
             await delivered
-            return await asyncio.wait_for(waiter.decided, wait_s)
+            timing.mark("appended")
+            decided = await asyncio.wait_for(waiter.decided, wait_s)
+            timing.mark("decided")
+            return decided
         except TimeoutError:
             return PENDING
         finally:
