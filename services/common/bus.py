@@ -3,14 +3,30 @@
 `TransactionalProcessor` is the one loop every stateful service runs (consume → process →
 produce, with the consumed offsets committed inside the producer's transaction):
 
-    consume ≤ batch_max records (read_committed)
-    begin transaction
-      each record: decode → handler(record) → produce its outputs
-                   undecodable or invalid → a DeadLetter record instead; the loop goes on
-    send the batch's offsets to the transaction; commit
+    take a batch: what the client already holds, ≤ batch_max records (read_committed)
+    each record: decode → handler(record) → its outputs
+                 undecodable or invalid → a DeadLetter record instead; the loop goes on
+    nothing to write → no transaction: the offsets ride with the next one
+    else: begin transaction, produce the outputs, send the offsets, commit
 
 A crash anywhere before the commit aborts the whole batch (outputs and offsets together), and the
 restarted process — same transactional id, so the old one is fenced — sees the batch again.
+
+**Group commit.** A transaction costs the broker milliseconds of CPU whatever it carries
+(docs/performance.md), so the loop never waits for records that are not there, and never commits
+more often than it must. A batch is what the client has fetched by the time the last commit ended:
+a lone record goes at once, and under load the records that arrive during one commit share the
+next. Records of *urgent* inputs (those a caller is waiting on: an order on its way to the matcher)
+close a batch at once; a batch holding only other records (post-trade postings, account events)
+waits up to `BATCH_LINGER_MS` for company, so it usually rides in an urgent record's transaction.
+
+**Batches that write nothing** — every handler returned no record and `on_batch_end` added none —
+open no transaction: their offsets are committed with the next transaction, or alone once
+`DEFERRED_COMMIT_S` passed without one, or at close. Re-reading them after a crash is harmless
+because of the rule every handler keeps: *state that must outlive the process is written to the
+outputs* (the matcher's entries and snapshots, risk's changelog), so a batch without outputs
+changed nothing a restart would have to know. (Risk reads its own accounts.events back: without
+this, each of those batches cost a transaction of offsets alone.)
 
 Services whose handler holds state pass `on_assign`: it is called with the committed offset of
 every partition the process is given — at assignment, and again after an aborted transaction —
@@ -61,6 +77,8 @@ RDKAFKA_LOG = logging.getLogger("librdkafka")
 _NO_SPAN = nullcontext()  # reusable: what a record is handled in when tracing is off
 
 CORRELATION_HEADER = "cxpt-correlation-id"
+DEFERRED_COMMIT_S = 1.0
+"""Longest a processor leaves the offsets of batches that wrote nothing uncommitted while idle."""
 
 
 class InvalidRecord(Exception):
@@ -323,7 +341,9 @@ class TransactionalProcessor:
         on_assign: Callable[[dict[tuple[str, int], int | None]], None] | None = None,
         on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
         on_batch_end: Callable[[], Iterable[Outbound]] | None = None,
+        urgent_inputs: Sequence[TopicSpec] | None = None,
     ) -> None:
+        """`urgent_inputs`: the inputs whose records close a batch at once (default: all of them)."""
         self.bus = bus
         self.group_id = group_id
         self.handler = handler
@@ -334,6 +354,12 @@ class TransactionalProcessor:
         self.batch_timeout_s = bus.settings.batch_timeout_ms / 1000
         self.batch_linger_s = bus.settings.batch_linger_ms / 1000
         self._inputs = {bus.topic(s).name: s for s in inputs}
+        self._urgent = frozenset(
+            bus.topic(s).name for s in (inputs if urgent_inputs is None else urgent_inputs)
+        )
+        self._deferred: dict[tuple[str, int], int] = {}
+        """Next offsets of batches that wrote nothing, not yet committed (module docstring)."""
+        self._deferred_since = 0.0
         for spec in inputs:
             bus.serde(spec)  # fail at start, not on the first record, if a schema is unregistered
         self._producer = Producer(bus.producer_config(transactional_id))
@@ -342,7 +368,7 @@ class TransactionalProcessor:
         self._consumer.subscribe(
             list(self._inputs), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
         )
-        self.stats = {"batches": 0, "records": 0, "dead_lettered": 0, "aborts": 0}
+        self.stats = {"batches": 0, "records": 0, "dead_lettered": 0, "aborts": 0, "deferred": 0}
         self.metrics = LoopMetrics(group_id)
         self.ready = threading.Event()
         """Set once partitions were assigned and their state recovered (the `/ready` answer)."""
@@ -361,15 +387,20 @@ class TransactionalProcessor:
             self.close()
 
     def run_once(self) -> int:
-        """Consume and process at most one batch in one transaction; returns records consumed."""
-        batch = take_batch(self._consumer, self.batch_max, self.batch_timeout_s, self.batch_linger_s)
+        """Consume and process at most one batch, in one transaction if it writes anything;
+        returns records consumed."""
+        batch = take_batch(
+            self._consumer, self.batch_max, self.batch_timeout_s, self.batch_linger_s, urgent=self._urgent
+        )
         messages = [m for m in batch if _usable(m)]
         if not messages:
+            if self._deferred and time.monotonic() - self._deferred_since > DEFERRED_COMMIT_S:
+                self._commit_deferred()
             return 0
         started = time.perf_counter()
         self._traced = tracing.enabled()  # checked once a batch: no span at all without an SDK
         try:
-            self._process_in_transaction(messages)
+            self._process(messages)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if not error.txn_requires_abort():
@@ -383,30 +414,56 @@ class TransactionalProcessor:
         return len(messages)
 
     def close(self) -> None:
-        unwatch_consumer(self._consumer)
-        self._consumer.close()
-        self._producer.flush(10)
+        """Commit what batches without outputs left pending, then close the clients."""
+        try:
+            if self._deferred:
+                self._commit_deferred()
+        finally:
+            unwatch_consumer(self._consumer)
+            self._consumer.close()
+            self._producer.flush(10)
 
-    def _process_in_transaction(self, messages: list[Message]) -> None:
-        self._producer.begin_transaction()
+    def _process(self, messages: list[Message]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
+        produced: list[dict[str, Any]] = []
         for msg in messages:
-            for out in self._outputs_for(msg):
-                self._producer.produce(**out)
+            produced += self._outputs_for(msg)
             next_offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
         if self._on_batch_end is not None:  # e.g. a changelog of the state the batch changed
-            for extra in self._on_batch_end():
-                self._producer.produce(**encode_outbound(self.bus, extra))
+            produced += [encode_outbound(self.bus, extra) for extra in self._on_batch_end()]
+        self.stats["records"] += len(messages)
+        if not produced:  # it changed nothing that outlives the process: no transaction (module doc)
+            if not self._deferred:
+                self._deferred_since = time.monotonic()
+            self._deferred |= next_offsets
+            self.stats["deferred"] += 1
+            return
+        self._commit(produced, self._deferred | next_offsets)
+
+    def _commit(self, produced: list[dict[str, Any]], offsets: dict[tuple[str, int], int]) -> None:
+        self._producer.begin_transaction()
+        for out in produced:
+            self._producer.produce(**out)
         failpoint("bus.before_commit")
         self._producer.send_offsets_to_transaction(
-            [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
+            [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
             self._consumer.consumer_group_metadata(),
             30,
         )
         self._producer.commit_transaction(30)
         failpoint("bus.after_commit")
+        self._deferred.clear()
         self.stats["batches"] += 1
-        self.stats["records"] += len(messages)
+
+    def _commit_deferred(self) -> None:
+        """The offsets of batches that wrote nothing, in a transaction of their own."""
+        try:
+            self._commit([], dict(self._deferred))
+        except KafkaException as exc:
+            if not exc.args[0].txn_requires_abort():
+                raise
+            self._producer.abort_transaction(30)  # left for the next transaction; nothing is lost
+            log.warning("deferred offsets not committed, will be with the next batch: %s", exc)
 
     def _outputs_for(self, msg: Message) -> list[dict[str, Any]]:
         topic = msg.topic() or ""
@@ -450,12 +507,15 @@ class TransactionalProcessor:
         self.ready.set()
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:  # the next owner reads them again: they changed nothing
+            self._deferred.pop((tp.topic, tp.partition), None)
         if self._on_revoke is not None:
             self._on_revoke([(tp.topic, tp.partition) for tp in partitions])
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset and rebuild the state there."""
         self.stats["aborts"] += 1
+        self._deferred.clear()  # read again from the committed offsets
         committed = self._consumer.committed(self._consumer.assignment(), timeout=30)
         for tp in committed:
             if tp.offset < 0:
@@ -464,18 +524,45 @@ class TransactionalProcessor:
         self._assigned(self._consumer, self._consumer.assignment())
 
 
-def take_batch(consumer: Consumer, max_records: int, timeout_s: float, linger_s: float = 0) -> list[Message]:
-    """Up to `max_records`: waiting at most `timeout_s` for the first, then at most `linger_s` more.
+def take_batch(
+    consumer: Consumer,
+    max_records: int,
+    timeout_s: float,
+    linger_s: float = 0,
+    *,
+    urgent: frozenset[str] | None = None,
+) -> list[Message]:
+    """Up to `max_records`: waiting at most `timeout_s` for the first, then taking what the client
+    already holds; a batch with no record of an `urgent` topic then waits up to `linger_s` for more
+    (for one of an urgent topic, or until full). `urgent` None: no topic is urgent.
 
-    `Consumer.consume(n, timeout)` waits until n records *or* the timeout, so at a low rate every
-    record would wait the whole timeout at every hop; here a lone record goes after `linger_s`, and
-    under load the batch fills from what the client has already fetched.
+    `Consumer.consume(n, timeout)` waits until n records *or* the timeout, so it is called here only
+    with no timeout (what the client has fetched); waiting is `poll`'s, which returns at the first
+    record: a lone urgent record never waits for company.
     """
     refresh_lag(consumer)  # here, in the consumer's own thread (observability.py says why)
     first = consumer.poll(timeout_s)
     if first is None:
         return []
-    return [first, *consumer.consume(max_records - 1, linger_s)] if max_records > 1 else [first]
+    batch = [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+    if linger_s <= 0 or _has_urgent(batch, urgent):
+        return batch
+    deadline = time.monotonic() + linger_s
+    while len(batch) < max_records:
+        left = deadline - time.monotonic()
+        more = consumer.poll(left) if left > 0 else None
+        if more is None:
+            break
+        batch.append(more)
+        if len(batch) < max_records:
+            batch += consumer.consume(max_records - len(batch), 0)
+        if _has_urgent(batch, urgent):
+            break
+    return batch
+
+
+def _has_urgent(batch: list[Message], urgent: frozenset[str] | None) -> bool:
+    return urgent is not None and any(m.topic() in urgent for m in batch)
 
 
 def watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:

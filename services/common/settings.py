@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     )
     batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
     batch_timeout_ms: int = Field(20, ge=0, description="longest wait for the first record of a batch")
-    batch_linger_ms: int = Field(5, ge=0, description="wait after a batch's first record for more")
+    batch_linger_ms: int = Field(
+        20, ge=0, description="how long a batch without urgent records waits for more (bus.py: group commit)"
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

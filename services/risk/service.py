@@ -144,6 +144,9 @@ class RiskService:
             on_assign=self.recover,
             on_revoke=self.forget,
             on_batch_end=self.changelog,
+            # A caller waits on each command; postings and account events may wait to share its
+            # transaction (services/common/bus.py, "Group commit").
+            urgent_inputs=[ORDERS_COMMANDS],
         )
         bus.serde(RISK_CHANGELOG)
         bus.serde(MATCHER_COMMANDS)

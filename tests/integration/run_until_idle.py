@@ -1,6 +1,6 @@
 """Runs a real exactly-once service until its input has been quiet for a while (crash tests).
 
-    python -m tests.integration.run_until_idle {echo,matcher,risk} [--idle-exit 4]
+    python -m tests.integration.run_until_idle {echo,echo-sparse,matcher,risk} [--idle-exit 4]
 
 Settings come from the environment, like any service's. It exits `--idle-exit` seconds after the
 last record, or after `--first-wait` seconds if none came at all.
@@ -17,9 +17,11 @@ from services.common.settings import Settings
 from services.matcher.service import MatcherService
 from services.risk.service import RiskService
 from tests.integration.echo_processor import build as build_echo
+from tests.integration.echo_processor import copy_sparsely
 
 BUILDERS: dict[str, Callable[[Settings], TransactionalProcessor]] = {
     "echo": build_echo,
+    "echo-sparse": lambda settings: build_echo(settings, copy_sparsely),
     "matcher": lambda settings: MatcherService(Bus(settings)).processor,
     "risk": lambda settings: RiskService(Bus(settings)).processor,
 }
