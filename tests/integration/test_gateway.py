@@ -324,3 +324,42 @@ def test_a_batch_of_orders_is_placed_and_answered_order_by_order(
     assert code(batch([alice.limit("SELL", 1, PRICE + 5 + i) for i in range(21)])) == (400, 1030)
     forged = [mallory.limit("BUY", 1, PRICE) | {"trader": alice.address}]
     assert code(batch(forged)) == (401, GatewayReject.SIGNER_MISMATCH)
+
+
+def test_a_retry_on_another_replica_gets_the_first_answer(
+    http: TestClient, gateway_settings: Settings
+) -> None:
+    # State: BTC-PERP listed; Alice rests a sell; Bob's crossing buy and an order too big for his
+    # money were answered by this replica (A), and the answers reached Cassandra.
+    domain = td.ExchangeDomain(
+        chain_id=gateway_settings.chain_id, verifying_contract=gateway_settings.vault_address
+    )
+    alice, bob = Trader(http, domain, 0xA11CE), Trader(http, domain, 0xB0B)
+    _list_btc_perp(http)
+    _deposit(gateway_settings, alice.address, bob.address)
+    assert _eventually(lambda: alice.get("/balance")["free"] and bob.get("/balance")["free"], 10)
+    assert alice.post_order(alice.limit("SELL", 2, PRICE), "sell-1").status_code == 201
+    buy, too_big = bob.limit("BUY", 2, PRICE), bob.limit("BUY", 1_000_000, PRICE)
+    first = {key: bob.post_order(body, key) for key, body in (("buy-1", buy), ("big-1", too_big))}
+    assert [a.status_code for a in first.values()] == [201, 422]
+    session = cassandra.connect(gateway_settings)
+    table = f"{gateway_settings.cassandra_keyspace}.gateway_idempotency"
+    stored = f"SELECT body FROM {table} WHERE trader = %s AND idempotency_key = %s"
+    assert _eventually(lambda: all(session.execute(stored, (bob.address, k)).one() for k in first), 5)
+    session.cluster.shutdown()
+
+    # Action: the same requests, same keys, reach replica B, which has never seen the keys.
+    with TestClient(build_app(gateway_settings)) as replica_b:
+        bob_on_b = Trader(replica_b, domain, 0xB0B)
+        retried = {key: bob_on_b.post_order(body, key) for key, body in (("buy-1", buy), ("big-1", too_big))}
+        # ...and a new signed order reusing a key only A has seen runs there as what it is.
+        fresh = Trader(replica_b, domain, 0xA11CE).post_order(alice.limit("SELL", 1, PRICE + 100), "sell-1")
+
+    # Expectation: B answers each retry as A did, byte for byte (risk refused the spent nonces and
+    # B replayed the stored answers); nothing traded twice.
+    assert [(r.status_code, r.content) for r in retried.values()] == [
+        (a.status_code, a.content) for a in first.values()
+    ]
+    assert (fresh.status_code, fresh.json().get("status")) == (201, "RESTING"), fresh.text
+    filled = _eventually(lambda: [o for o in bob.get("/orders")["orders"] if o["status"] == "FILLED"], 2)
+    assert len(filled) == 1 and filled[0]["cumQty"] == 2

@@ -25,7 +25,12 @@ keeps the answer for a day.
 
 `decide` is pure. `IdempotencyStore` is the narrow port the gateway needs
 (`services/gateway/stores.py`: claims in the gateway process, answers shared through Cassandra);
-`begin` is the one call that claims a key or reads who holds it.
+`begin` is the one call that claims a key or reads who holds it, and it never reads the shared
+answers: a new key — nearly every request — costs no store round trip. The shared answers are read
+by `recover`, only for a request whose command came back refused as *already used* (its signed
+nonce spent, or too old or expired to tell): that is what a retry of an answered request looks
+like on a replica that has not seen the key (another replica, or this one after a restart), and
+then the first answer is replayed, or the key's reuse for another body refused.
 """
 
 from __future__ import annotations
@@ -177,6 +182,11 @@ class IdempotencyStore(Protocol):
         effect, so the same request may be sent again at once); whether it did."""
         ...
 
+    def answered(self, trader: str, key: str) -> IdempotencyEntry | None:
+        """The answer another replica (or this process before a restart) stored for (trader, key),
+        if the store shares answers; may block on I/O."""
+        ...
+
 
 def begin(store: IdempotencyStore, request: IdempotentRequest, *, ttl_s: int = IN_FLIGHT_TTL_S) -> Decision:
     """Claim the request's key, or decide from the entry that already holds it.
@@ -205,3 +215,18 @@ def abandon(store: IdempotencyStore, claimed: Proceed) -> bool:
     """Give the key back: the request `begin` let proceed failed before it took effect."""
     entry = claimed.entry
     return store.release(entry.trader, entry.key, entry.fingerprint)
+
+
+def recover(store: IdempotencyStore, claimed: Proceed) -> Replay | Refuse | None:
+    """For a request `begin` let proceed whose command was refused as already used: the first
+    answer stored for its key elsewhere, replayed (and kept as this process's answer); KEY_REUSED
+    if that answer was to another body; None if no answer is stored (the refusal then stands)."""
+    mine = claimed.entry
+    found = store.answered(mine.trader, mine.key)
+    if found is None:
+        return None
+    if found.fingerprint != mine.fingerprint:
+        store.release(mine.trader, mine.key, mine.fingerprint)
+        return KEY_REUSED
+    store.complete(mine.trader, mine.key, mine.fingerprint, found.status, found.body, ttl_s=COMPLETED_TTL_S)
+    return Replay(found.status, found.body)

@@ -113,7 +113,7 @@ class FakeReads:
     def markets(self) -> list[dict[str, Any]]:
         return self.market_rows
 
-    def market_status(self, market: str) -> MarketStatus | None:
+    def market_status(self, market: str, *, fresh: bool = False) -> MarketStatus | None:
         for row in self.market_rows:
             if row["market"] == market:
                 return MarketStatus(row["status"])

@@ -29,6 +29,7 @@ from services.gateway.core.idempotency import (
     decide,
     fingerprint,
     finish,
+    recover,
 )
 from services.gateway.stores import CassandraAnswers, LocalIdempotencyStore, TieredIdempotencyStore
 from tests.unit.gateway.kit import ALICE, BOB, MemoryIdempotencyStore
@@ -245,12 +246,14 @@ def test_a_completed_answer_is_kept_for_a_day() -> None:
 
 
 class SharedAnswers(CassandraAnswers):
-    """`CassandraAnswers` over a dict: what every replica's writes have made visible."""
+    """`CassandraAnswers` over a dict: what every replica's writes have made visible; counts reads."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], IdempotencyEntry] = {}
+        self.reads = 0
 
     def get(self, trader: str, key: str) -> IdempotencyEntry | None:
+        self.reads += 1
         return self.rows.get((trader, key))
 
     def save(self, entry: IdempotencyEntry, *, ttl_s: int) -> None:
@@ -261,17 +264,59 @@ def replica(shared: SharedAnswers) -> TieredIdempotencyStore:
     return TieredIdempotencyStore(MemoryIdempotencyStore(), shared)
 
 
-def test_a_retry_on_another_replica_replays_the_first_answer() -> None:
-    # State: replica A answered Alice's order.
+@pytest.fixture
+def answered_on_a() -> tuple[SharedAnswers, TieredIdempotencyStore]:
+    """Replica A answered Alice's order; replica B (or A after a restart) has not seen the key."""
     shared = SharedAnswers()
-    a, b = replica(shared), replica(shared)
+    a = replica(shared)
     first = begin(a, alice_posts_order())
     assert isinstance(first, Proceed)
     finish(a, first, *ACCEPTED_202)
-    # Action: the same request reaches replica B (or A after a restart).
-    # Expectation: B replays A's answer; a different body under the key is refused there too.
+    return shared, replica(shared)
+
+
+def test_a_new_key_is_claimed_without_reading_the_shared_answers(
+    answered_on_a: tuple[SharedAnswers, TieredIdempotencyStore],
+) -> None:
+    # State: an answer stored by A. Action: B claims keys, the stored one among them.
+    shared, b = answered_on_a
+    # Expectation: every claim proceeds at once; Cassandra is never read on the way.
+    assert isinstance(begin(b, alice_posts_order(key="a-new-key")), Proceed)
+    assert isinstance(begin(b, alice_posts_order()), Proceed)
+    assert shared.reads == 0
+
+
+def test_a_retry_refused_as_already_used_replays_the_first_answer(
+    answered_on_a: tuple[SharedAnswers, TieredIdempotencyStore],
+) -> None:
+    # State: the same request reached B, whose command came back NONCE_REUSED (risk spent it).
+    shared, b = answered_on_a
+    claimed = begin(b, alice_posts_order())
+    assert isinstance(claimed, Proceed)
+    # Action: recover. Expectation: A's answer, byte for byte, now B's answer for the key too.
+    assert recover(b, claimed) == Replay(*ACCEPTED_202)
     assert begin(b, alice_posts_order()) == Replay(*ACCEPTED_202)
-    assert begin(b, alice_posts_order(body={"market": "ETH-PERP"})) == KEY_REUSED
+    assert shared.reads == 1
+
+
+def test_a_key_that_answered_another_body_elsewhere_is_refused_on_recovery(
+    answered_on_a: tuple[SharedAnswers, TieredIdempotencyStore],
+) -> None:
+    _, b = answered_on_a
+    claimed = begin(b, alice_posts_order(body={"market": "ETH-PERP"}))
+    assert isinstance(claimed, Proceed)
+    assert recover(b, claimed) == KEY_REUSED
+    assert isinstance(begin(b, alice_posts_order(body={"market": "ETH-PERP"})), Proceed)  # released
+
+
+def test_recovery_without_a_stored_answer_leaves_the_refusal_standing() -> None:
+    # State: nobody answered the key (the first copy is still in flight on another replica).
+    b = replica(SharedAnswers())
+    claimed = begin(b, alice_posts_order())
+    assert isinstance(claimed, Proceed)
+    # Expectation: nothing to replay; B's own claim stays for its own answer.
+    assert recover(b, claimed) is None
+    assert begin(b, alice_posts_order()) == IN_PROGRESS
 
 
 def test_claims_stay_local_only_answers_are_shared() -> None:
