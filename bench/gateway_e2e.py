@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ class Phase:
 
     answers: list[Answer] = field(default_factory=list)
     orders: int = 0
-    failed_orders: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)
 
@@ -214,12 +214,14 @@ class Phase:
         return {name: round(s * 1000 / max(self.orders, 1), 3) for name, s in self.cpu_s.items()}
 
 
-def _failed(answer: Answer, orders: int) -> int:
+def _failures(answer: Answer, orders: int) -> list[str]:
+    """The refusals in `answer` (of `orders` orders), by HTTP status and error name."""
     if answer.status not in (200, 201):
-        return orders
+        return [f"{answer.status} {json.loads(answer.body).get('error', '')}"] * orders
     if orders == 1:
-        return 0
-    return sum(r["httpStatus"] not in (200, 201) for r in json.loads(answer.body)["results"])
+        return []
+    results = json.loads(answer.body)["results"]
+    return [f"{r['httpStatus']} {r.get('error', '')}" for r in results if r["httpStatus"] not in (200, 201)]
 
 
 async def offer(
@@ -240,7 +242,7 @@ async def offer(
         answer = await connection.exchange(request)
         phase.answers.append(answer)
         phase.orders += orders
-        phase.failed_orders += _failed(answer, orders)
+        phase.failures.update(_failures(answer, orders))
         progress.update(orders)
 
     cpu_before = cpu_seconds(pids)
@@ -520,12 +522,14 @@ def main() -> None:
         orders = Orders(stack.open_market())
         stack.wait_open(orders)
         pids = stack.pids()
+        # Signed in the order they are sent: risk keeps each signer's latest nonces and refuses
+        # one older than all of them (NONCE_TOO_OLD).
+        warm = orders.requests(args.warm_up, 1, "warm-up")
+        warm_batch = orders.requests(args.warm_up, args.batch_size, "warm-up")
         lone = orders.requests(int(args.rate * args.seconds), 1, "lone")
         lone_max = orders.requests(args.lone_orders, 1, "lone, most sustained")
         batch = orders.requests(int(args.batch_rate * args.seconds), args.batch_size, "batch")
         batch_max = orders.requests(args.batch_orders, args.batch_size, "batch, most sustained")
-        warm = orders.requests(args.warm_up, 1, "warm-up")
-        warm_batch = orders.requests(args.warm_up, args.batch_size, "warm-up")
 
         run = asyncio.run
         run(offer(warm, stack.port, rate=None, connections=args.connections, pids=pids))
@@ -581,7 +585,7 @@ def _report(args: argparse.Namespace, phases: list[Phase], hops: dict[str, Any])
         "batch_p99_ms_at_500": round(percentile(phase3.latencies_ms(), 0.99), 2),
         "batch_cpu_ms_per_order": round(sum(phase4.cpu_ms_per_order().values()), 2),
         "batch_cpu_ms_by_process": phase4.cpu_ms_per_order(),
-        "failed_orders": sum(p.failed_orders for p in (phase1, phase2, phase3, phase4)),
+        "failed_orders": dict(sum((p.failures for p in phases), Counter())),
         "quick": args.quick,
     }
     print(json.dumps(figures))

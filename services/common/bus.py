@@ -622,9 +622,12 @@ class ProjectionConsumer:
     same rows. Undecodable records go to dead letters before their offset is committed.
     """
 
-    def __init__(self, bus: Bus, *, group_id: str, inputs: Sequence[TopicSpec]) -> None:
+    def __init__(self, bus: Bus, *, group_id: str, inputs: Sequence[TopicSpec], linger_s: float = 0) -> None:
+        """`linger_s`: after a batch's first record, how long more may join it (a projector's
+        gathering window: the more records a batch holds, the more writes coalesce)."""
         self.bus = bus
         self.group_id = group_id
+        self.linger_s = linger_s
         self._inputs = {bus.topic(s).name: s for s in inputs}
         self._consumer = Consumer(bus.consumer_config(group_id))
         self._consumer.subscribe(list(self._inputs))
@@ -637,7 +640,7 @@ class ProjectionConsumer:
         """Up to `max_records` decoded records; poison ones are dead-lettered and left out."""
         batch: list[Inbound] = []
         started = time.perf_counter()
-        messages = take_batch(self._consumer, max_records, timeout_s)
+        messages = take_batch(self._consumer, max_records, timeout_s, self.linger_s)
         for msg in messages:
             if not _usable(msg):
                 continue

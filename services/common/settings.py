@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     batch_linger_ms: int = Field(
         20, ge=0, description="how long a batch without urgent records waits for more (bus.py: group commit)"
     )
+    projector_linger_ms: int = Field(
+        100, ge=0, description="how long the Cassandra projectors gather records into one round of writes"
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -19,9 +19,11 @@ import datetime as dt
 import logging
 import threading
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
 from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
+from services.common.failpoints import failpoint
 from services.common.records import TradeLogEntry
 from services.common.settings import Settings
 from services.common.stores import cassandra
@@ -47,7 +49,10 @@ class AccountsProjector:
             f"INSERT INTO {settings.cassandra_keyspace}.account_events_by_trader "
             "(trader, ts_event, event_id, kind, amount, detail) VALUES (?, ?, ?, ?, ?, ?)"
         )
-        self._consumer = ProjectionConsumer(bus, group_id=group_id, inputs=[ACCOUNTS_EVENTS])
+        self._insert.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        self._consumer = ProjectionConsumer(
+            bus, group_id=group_id, inputs=[ACCOUNTS_EVENTS], linger_s=settings.projector_linger_ms / 1000
+        )
 
     def run_once(self, max_records: int = 500, timeout_s: float = 0.2) -> int:
         """Project one batch; returns how many records it wrote."""
@@ -64,14 +69,13 @@ class AccountsProjector:
         self._consumer.close()
 
     def _write_cassandra(self, rows: list[AccountEventRow]) -> None:
-        futures = [
-            self._session.execute_async(
-                self._insert, (r.trader, _utc(r.ts_event_us), r.event_id, r.kind, r.amount, r.detail)
-            )
-            for r in rows
-        ]
-        for future in futures:
-            future.result()
+        cassandra.execute_grouped(
+            self._session,
+            [
+                (self._insert, (r.trader, _utc(r.ts_event_us), r.event_id, r.kind, r.amount, r.detail))
+                for r in rows
+            ],
+        )
 
 
 class ReadModelProjector:
@@ -88,6 +92,7 @@ class ReadModelProjector:
             bus,
             group_id=group_id or READ_MODEL_GROUP.format(keyspace=keyspace),
             inputs=[TRADE_LOG, ACCOUNTS_EVENTS],
+            linger_s=bus.settings.projector_linger_ms / 1000,
         )
 
     def run_once(self, max_records: int = 500, timeout_s: float = 0.2) -> int:
@@ -111,6 +116,8 @@ class ReadModelProjector:
         except BaseException:
             self.states.forget()  # what was folded may not be what the store holds
             raise
+        if batch:
+            failpoint("projector.before_commit")  # written, not committed: a restart writes it again
         self._consumer.commit()
         return len(batch)
 
@@ -126,7 +133,8 @@ class ReadModelProjector:
 
 
 class Projector:
-    """The projectors of one process, in one loop: what `python -m services.projector` runs."""
+    """The projectors of one process, each in a thread of its own (so one's gathering window does not
+    hold up another): what `python -m services.projector` runs."""
 
     def __init__(
         self, *parts: AccountsProjector | ReadModelProjector | PricesProjector, session: Session | None = None
@@ -136,15 +144,34 @@ class Projector:
         """The Cassandra session the parts share, shut down with them (None: the caller owns it)."""
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                for part in self.parts:
+        """Run every part until `stop` is set, or until one fails (which stops the others: the
+        process exits and is restarted, projecting again what was not committed)."""
+        failed = threading.Event()
+
+        def loop(part: AccountsProjector | ReadModelProjector | PricesProjector) -> None:
+            try:
+                while not (stop.is_set() or failed.is_set()):
                     part.run_once(timeout_s=0.1)
-        finally:
-            for part in self.parts:
+            except BaseException:
+                failed.set()
+                log.exception("%s failed; stopping the projector", type(part).__name__)
+            finally:
                 part.close()
+
+        threads = [threading.Thread(target=loop, args=(p,), name=type(p).__name__) for p in self.parts]
+        for thread in threads:
+            thread.start()
+        try:
+            while not (stop.is_set() or failed.is_set()):
+                stop.wait(0.2)
+        finally:
+            failed.set()  # the parts finish their batch in flight, then close
+            for thread in threads:
+                thread.join()
             if self.session is not None:
                 self.session.cluster.shutdown()
+        if not stop.is_set():
+            raise RuntimeError("a projection failed (logged above)")
 
 
 def _utc(ts_us: int) -> dt.datetime:

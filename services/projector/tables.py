@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import ResponseFuture, Session
+from cassandra.cluster import Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 
 from services.common.lifecycle import OrderStatus
 from services.common.records import MarketKind, MarketStatus, OptionType, OrderType, Side, TimeInForce
+from services.common.stores import cassandra
 from services.projector.views import (
     BalanceRow,
     BalanceUpsert,
@@ -296,22 +297,12 @@ class Writer:
         return [(self._position, values)]
 
     def execute(self, writes: Iterable[Write]) -> int:
-        """Send every write's statements at once, then wait for all; returns how many were sent.
-        Raises the first failure (after every statement has finished, so none is left in flight)."""
-        futures: list[ResponseFuture] = [
-            self._session.execute_async(statement, values)
-            for write in writes
-            for statement, values in self.statements(write)
-        ]
-        errors = []
-        for future in futures:
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001 - collected, the first is raised below
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-        return len(futures)
+        """Send every write's statements at once, one unlogged batch per partition, then wait for all;
+        returns how many statements were sent. Raises the first failure (after every request has
+        finished, so none is left in flight)."""
+        statements = [bound for write in writes for bound in self.statements(write)]
+        cassandra.execute_grouped(self._session, statements)
+        return len(statements)
 
     def load_orders(self, order_ids: Iterable[str]) -> list[OrderRow]:
         """The stored state of these orders (those the store has)."""

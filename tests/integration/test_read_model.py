@@ -8,6 +8,10 @@ expire, are cancelled and refused); account events are written the way risk writ
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +37,7 @@ from services.common.records import (
     TimeInForce,
     TradeLogEntry,
 )
-from services.common.settings import Settings
+from services.common.settings import REPO_ROOT, Settings
 from services.common.stores import cassandra
 from services.common.topics import ACCOUNTS_EVENTS, TRADE_LOG
 from services.matcher.core.engine import MatchingEngine, log_entry
@@ -372,3 +376,39 @@ def test_the_projector_process_runs_the_account_history_and_the_read_model(
     # Expectation: both the account history and the read model have it.
     assert [m.market for m in queries.markets(cassandra_session, own.cassandra_keyspace)] == ["BTC-PERP"]
     assert queries.balance_for(cassandra_session, own.cassandra_keyspace, ALICE).usdc is not None
+
+
+def test_a_projector_killed_between_its_writes_and_their_commit_loses_nothing(
+    bus: Bus, cassandra_session: Session, settings: Settings, keyspaces: list[str]
+) -> None:
+    # State: the whole flow and its account events on the log.
+    own = fresh(cassandra_session, settings, keyspaces)
+    ks = own.cassandra_keyspace
+    flow = Flow()
+    count = produce(bus, first_part(flow) + second_part(flow), account_events())
+
+    # Action: the projector process gathers a round, writes it (coalesced, batched by partition)
+    # and SIGKILLs itself before committing its offsets — twice; then a process that is not killed.
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": own.kafka_bootstrap_servers, "TOPIC_PREFIX": own.topic_prefix,
+        "CASSANDRA_CONTACT_POINTS": own.cassandra_contact_points, "CASSANDRA_PORT": str(own.cassandra_port),
+        "CASSANDRA_KEYSPACE": ks, "PROJECTOR_METRICS_PORT": "0", "LOG_JSON": "false",
+        "CXPT_FAILPOINTS": "projector.before_commit=kill@1",
+    }  # fmt: skip
+    for _ in range(2):
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "services.projector", "--only", "read-model"], cwd=REPO_ROOT, env=env
+        )
+        assert killed.wait(120) == -signal.SIGKILL
+        # Written but not committed: the rows are there, the group's offsets are not.
+        assert any(cassandra_session.execute(f"SELECT * FROM {ks}.{t} LIMIT 1").one() for t in TABLES)
+    survivor = ReadModelProjector(Bus(own), cassandra_session)
+    assert project_until(survivor, count) == count  # every record again: none had been committed
+    survivor.close()
+
+    # Expectation: the tables equal a rebuild from offset 0, rows and write times alike.
+    rebuilt = fresh(cassandra_session, settings, keyspaces)
+    fresh_projector = ReadModelProjector(Bus(rebuilt), cassandra_session)
+    assert project_until(fresh_projector, count) == count
+    fresh_projector.close()
+    assert dump(cassandra_session, ks) == dump(cassandra_session, rebuilt.cassandra_keyspace)
