@@ -422,9 +422,10 @@ class Kafka(ServerComponent):
         logs = self.home / "logs"
         return [
             self.java(), f"-Xms{heap}", f"-Xmx{heap}",
-            # As in kafka-run-class.sh (KAFKA_JVM_PERFORMANCE_OPTS).
-            "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+            # kafka-run-class.sh's flags, but the throughput collector instead of G1: on two cores
+            # G1's refinement threads and write barriers cost ~0.45 ms of broker CPU per lone
+            # order, ParallelGC's young collections of a 1 GiB heap ~0.06 (docs/performance.md).
+            "-server", "-XX:+UseParallelGC",
             "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
             # Die rather than limp on after an OOM; crash files beside the log.
             "-XX:+ExitOnOutOfMemoryError", f"-XX:ErrorFile={logs}/hs_err_pid%p.log",

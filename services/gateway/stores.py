@@ -8,7 +8,8 @@ orders/s on this machine's Cassandra, before anything else ran. So the store is 
   the monotonic clock, bounded (oldest first out). This is where a retry to the same replica is
   answered, and where a concurrent duplicate is told IDEMPOTENCY_IN_PROGRESS.
 * **Cassandra** (`CassandraAnswers`, table `gateway_idempotency`): completed answers only, written
-  after the answer without waiting (plain writes with the TTL), and read only when a command comes
+  after the answer without waiting (plain writes with the TTL, gathered for up to 20 ms into one
+  request by a writer thread), and read only when a command comes
   back refused as already used (`idempotency.recover`): a retry that lands on another replica, or
   after a restart, is refused NONCE_REUSED by risk — its signed nonce was spent by the first — and
   then gets the first answer instead, or IDEMPOTENCY_KEY_REUSED if the key answered another body.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
+from services.common.stores import cassandra
 from services.gateway.core.idempotency import IdempotencyEntry, IdempotencyState
 
 log = logging.getLogger(__name__)
@@ -104,11 +106,17 @@ class LocalIdempotencyStore:
             self._entries.popitem(last=False)
 
 
+ANSWERS_FLUSH_S = 0.02
+"""How long a completed answer may wait for others to share its write (one request for all)."""
+
+
 class CassandraAnswers:
     """Completed answers in Cassandra (migration `0002_gateway_idempotency.cql`): plain reads and
-    writes, no Paxos."""
+    writes, no Paxos. Answers are written by a thread of their own, every `flush_s` all that came
+    in since, in batches by replica (`cassandra.execute_grouped`): one request per flush instead of
+    one per order."""
 
-    def __init__(self, session: Session, keyspace: str) -> None:
+    def __init__(self, session: Session, keyspace: str, *, flush_s: float = ANSWERS_FLUSH_S) -> None:
         table = f"{keyspace}.{TABLE}"
         self._session = session
         self._get = session.prepare(
@@ -120,13 +128,19 @@ class CassandraAnswers:
         )
         for statement in (self._get, self._put):
             statement.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._flush_s = flush_s
+        self._closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_pending, name="idempotency-answers", daemon=True)
+        self._writer.start()
 
     def get(self, trader: str, key: str) -> IdempotencyEntry | None:
         row = self._session.execute(self._get, (trader, key)).one()
         return None if row is None else _entry(trader, key, row)
 
     def save(self, entry: IdempotencyEntry, *, ttl_s: int) -> None:
-        """Write `entry` without waiting; a failed write is logged (it only loses a replay)."""
+        """Queue `entry` for the next flush, without waiting; a failed write is logged (it only
+        loses a replay on another replica)."""
         values = (
             entry.trader,
             entry.key,
@@ -136,8 +150,27 @@ class CassandraAnswers:
             entry.body,
             ttl_s,
         )
-        future = self._session.execute_async(self._put, values)
-        future.add_errback(lambda error: log.warning("idempotency answer not stored: %s", error))
+        self._pending.append(values)
+
+    def close(self) -> None:
+        """Write what is pending, then stop the writer."""
+        self._closed.set()
+        self._writer.join()
+
+    def _write_pending(self) -> None:
+        while not self._closed.wait(self._flush_s):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every queued answer now."""
+        values = [self._pending.popleft() for _ in range(len(self._pending))]
+        if not values:
+            return
+        try:
+            cassandra.execute_grouped(self._session, [(self._put, v) for v in values])
+        except Exception as error:  # noqa: BLE001 - logged: a lost answer only loses a replay
+            log.warning("%d idempotency answers not stored: %s", len(values), error)
 
 
 class TieredIdempotencyStore:

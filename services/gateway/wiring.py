@@ -152,15 +152,14 @@ def build_gateway(settings: Settings) -> Gateway:
     cassandra.migrate(session, settings.cassandra_keyspace, settings.cassandra_replication)
     tracker = CommandTracker(Bus(settings))
     reads = CassandraReadModel(session, settings.cassandra_keyspace)
+    answers = CassandraAnswers(session, settings.cassandra_keyspace)
     return Gateway(
         settings=settings,
         sender=tracker,
         reads=reads,
-        idempotency=TieredIdempotencyStore(
-            LocalIdempotencyStore(), CassandraAnswers(session, settings.cassandra_keyspace)
-        ),
+        idempotency=TieredIdempotencyStore(LocalIdempotencyStore(), answers),
         tracker=tracker,
-        on_close=(reads.close, session.cluster.shutdown),
+        on_close=(reads.close, answers.close, session.cluster.shutdown),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
@@ -79,8 +79,13 @@ def _execute_once(session: Session, statement: str) -> None:
             raise
 
 
-BATCH_MAX_STATEMENTS = 100
-"""Most statements in one unlogged batch (a partition's writes beyond it go in the next)."""
+BATCH_MAX_STATEMENTS = 50
+"""Most statements in one unlogged batch."""
+
+BATCH_MAX_VALUE_BYTES = 8 * 1024
+"""Most bytes of bound values in one unlogged batch. Cassandra's `batch_size_fail_threshold` (50 KiB
+by default) counts the mutations' size, measured at about three times the values' for the read
+model's rows (100 statements of ~150 B of values made a 45 KiB batch): so at most ~25 KiB."""
 
 
 def execute_grouped(
@@ -88,27 +93,29 @@ def execute_grouped(
     statements: Iterable[tuple[PreparedStatement, tuple[Any, ...]]],
     consistency: int = ConsistencyLevel.LOCAL_QUORUM,
 ) -> int:
-    """Send `statements` (prepared, with their values) grouped by partition: the writes to one
-    partition travel as one UNLOGGED batch (one request, one mutation on the replica — the use of
-    batches Cassandra recommends), a partition's lone write as itself; all at once, then wait for
-    every one. Raises the first failure, after all have finished. Returns how many requests went."""
-    groups: dict[tuple[str, bytes] | int, list[BoundStatement]] = {}
+    """Send `statements` (prepared, with their values) grouped by the replicas that own their
+    partitions: writes whose partitions live on the same replicas travel as UNLOGGED batches of at
+    most `BATCH_MAX_STATEMENTS` statements and `BATCH_MAX_VALUE_BYTES` bytes, a group's lone write
+    as itself; all at once, then wait for every one. Raises the first failure, after all have
+    finished. Returns how many requests went.
+
+    Token-aware routing sends each batch to one of its replicas, which applies every partition's
+    mutation locally: the batch saves requests and adds no hop. (Cassandra warns about unlogged
+    batches over more than `unlogged_batch_across_partitions_warn_threshold` partitions, meaning
+    batches whose partitions live on different nodes; these never do — docs/read-model.md.)
+    A batch is not atomic and its statements share one write timestamp unless they carry their
+    own, so statements writing the same cell must be coalesced first (the projector's are, and
+    carry `USING TIMESTAMP`)."""
+    metadata = session.cluster.metadata
+    groups: dict[object, list[BoundStatement]] = {}
     for statement, values in statements:
         bound = statement.bind(values)
-        routing = bound.routing_key
-        key = (_table(statement), routing) if routing is not None else id(bound)  # unknown: alone
-        groups.setdefault(key, []).append(bound)
-    futures: list[ResponseFuture] = []
-    for bounds in groups.values():
-        for start in range(0, len(bounds), BATCH_MAX_STATEMENTS):
-            chunk = bounds[start : start + BATCH_MAX_STATEMENTS]
-            if len(chunk) == 1:
-                futures.append(session.execute_async(chunk[0]))
-                continue
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=consistency)
-            for bound in chunk:
-                batch.add(bound)
-            futures.append(session.execute_async(batch))
+        groups.setdefault(_owners(metadata, statement, bound), []).append(bound)
+    futures = [
+        session.execute_async(chunk[0] if len(chunk) == 1 else _unlogged(chunk, consistency))
+        for bounds in groups.values()
+        for chunk in _chunks(bounds)
+    ]
     errors = []
     for future in futures:
         try:
@@ -118,6 +125,40 @@ def execute_grouped(
     if errors:
         raise errors[0]
     return len(futures)
+
+
+def _owners(metadata: Any, statement: PreparedStatement, bound: BoundStatement) -> object:
+    """What decides which writes may share a batch: the replicas of the partition (or the
+    partition itself while the driver has no token map; a statement without a routing key goes
+    alone)."""
+    routing = bound.routing_key
+    if routing is None:
+        return id(bound)
+    replicas = metadata.get_replicas(bound.keyspace, routing)
+    if replicas:
+        return tuple(sorted(str(host.host_id) for host in replicas))
+    return (_table(statement), routing)
+
+
+def _chunks(bounds: list[BoundStatement]) -> Iterable[list[BoundStatement]]:
+    chunk: list[BoundStatement] = []
+    size = 0
+    for bound in bounds:
+        value_bytes = sum(len(v) for v in bound.values if isinstance(v, bytes))
+        if chunk and (len(chunk) == BATCH_MAX_STATEMENTS or size + value_bytes > BATCH_MAX_VALUE_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(bound)
+        size += value_bytes
+    if chunk:
+        yield chunk
+
+
+def _unlogged(bounds: list[BoundStatement], consistency: int) -> BatchStatement:
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=consistency)
+    for bound in bounds:
+        batch.add(bound)
+    return batch
 
 
 def _table(statement: PreparedStatement) -> str:
