@@ -195,6 +195,12 @@ class Bus:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
+            # A transaction begun right after the last commit is refused CONCURRENT_TRANSACTIONS
+            # while the broker still writes that commit's markers (a millisecond or two), and
+            # librdkafka retries after retry.backoff.ms: at the default 100 ms that was the p95 of
+            # every transactional hop (docs/performance.md). Backoffs still grow to
+            # retry.backoff.max.ms (1 s) when retries go on failing.
+            "retry.backoff.ms": 5,
             # Same key → same partition as Java clients (murmur2), so every producer co-partitions.
             "partitioner": "murmur2_random",
         }
