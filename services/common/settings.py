@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     snapshot_commands_per_order: int = Field(
         4, ge=0, description="and at least this many per order resting then (0: by count alone)"
     )
-    batch_max_messages: int = Field(50, ge=1, description="max records per transaction")
+    batch_max_messages: int = Field(
+        200, ge=1, description="max records per transaction (group commit: only a backlog fills one)"
+    )
     batch_timeout_ms: int = Field(20, ge=0, description="longest wait for the first record of a batch")
     batch_linger_ms: int = Field(
         20, ge=0, description="how long a batch without urgent records waits for more (bus.py: group commit)"
