@@ -64,8 +64,10 @@ from services.common.bus import CORRELATION_HEADER, Bus, Outbound, TypedProducer
 from services.common.logs import render_correlation_id
 from services.common.presets import preset
 from services.common.settings import REPO_ROOT, Settings
+from services.common.stores import cassandra
 from services.common.topics import ACCOUNTS_EVENTS, MATCHER_COMMANDS, TOPICS, TRADE_LOG, ensure_topics
 from services.gateway.core import typed_data as td
+from tests.integration.readback import delete_prefixed_topics
 from tests.kit import deposit_event, wait_until_ready
 
 ADMIN_KEY = "bench-admin-" + "k" * 32
@@ -493,10 +495,16 @@ class Stack:
         raise RuntimeError(f"warm-up order refused: {answer.text}")
 
     def stop(self) -> None:
+        """Stop the services, then delete the run's topics and keyspace: a broker kept between runs
+        would otherwise gather 61 partitions a run, and the runs after would measure that."""
         for process in self.processes.values():
             process.terminate()
         for process in self.processes.values():
             process.wait(30)
+        delete_prefixed_topics(self.bus.client_config(), self.settings.topic_prefix)
+        session = cassandra.connect(self.settings)
+        session.execute(f"DROP KEYSPACE IF EXISTS {self.settings.cassandra_keyspace}", timeout=60)
+        session.cluster.shutdown()
 
 
 # -- the run -----------------------------------------------------------------------------------------
