@@ -9,11 +9,13 @@ pid files. Our own children that exit while we still run are reaped in
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,16 +32,21 @@ class _DetachedPopen(subprocess.Popen[bytes]):
 
 
 def spawn_detached(
-    argv: Sequence[str], log_path: Path, cwd: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timer_slack_ns: int | None = None,
 ) -> int:
     """Start ``argv`` in a new session, stdout+stderr appended to ``log_path``.
 
     Returns the pid, which is also the process-group id (so :func:`terminate`
     can signal the whole group). The child inherits no descriptors but the
     log, so a pytest process holding Kafka or chdb handles leaks none of them.
+    ``timer_slack_ns`` sets the child's timer slack (see :func:`timer_slack`).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log, timer_slack(timer_slack_ns):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"\n{RUN_MARKER}{stamp} started by cxpt-infra: {argv[0]} =====\n".encode())
         log.flush()
@@ -56,6 +63,43 @@ def spawn_detached(
             start_new_session=True,
         )
     return proc.pid
+
+
+#: prctl(2) option: set the calling thread's timer slack.
+_PR_SET_TIMERSLACK = 29
+_PR_GET_TIMERSLACK = 30
+
+
+@contextlib.contextmanager
+def timer_slack(nanoseconds: int | None) -> Iterator[None]:
+    """Within the block, this thread's timer slack is ``nanoseconds`` (None: unchanged).
+
+    Timer slack is how late the kernel may fire a thread's timed sleep, so it
+    can wake several at once. A child forked in the block inherits it, keeps it
+    across exec, and passes it to every thread it starts; a per-thread setting
+    is what makes this safe while other threads run (a ``preexec_fn`` is not).
+    Off Linux this does nothing.
+    """
+    libc = _libc() if nanoseconds is not None else None
+    if libc is None:
+        yield
+        return
+    before = libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    libc.prctl(_PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0)
+    try:
+        yield
+    finally:
+        libc.prctl(_PR_SET_TIMERSLACK, before, 0, 0, 0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library with ``prctl``, or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl.restype = ctypes.c_long
+    return libc
 
 
 def is_alive(pid: int) -> bool:
