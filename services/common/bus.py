@@ -70,6 +70,7 @@ from services.common.observability import LoopMetrics, refresh_lag, unwatch_cons
 from services.common.serde import AvroSerde, Record, SchemaRegistry, UndecodableRecord, registry_for
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTERS, TOPICS, TopicSpec, prefixed
+from services.common.watchdog import StallWatchdog
 
 log = logging.getLogger(__name__)
 RDKAFKA_LOG = logging.getLogger("librdkafka")
@@ -77,6 +78,9 @@ RDKAFKA_LOG = logging.getLogger("librdkafka")
 _NO_SPAN = nullcontext()  # reusable: what a record is handled in when tracing is off
 
 CORRELATION_HEADER = "cxpt-correlation-id"
+TXN_STALL_S = 60.0
+"""A transactional call (their timeouts are 30 s) still waiting after this long never returns:
+the process exits to be restarted (`services.common.watchdog`)."""
 DEFERRED_COMMIT_S = 1.0
 """Longest a processor leaves the offsets of batches that wrote nothing uncommitted while idle."""
 
@@ -369,6 +373,8 @@ class TransactionalProcessor:
         for spec in inputs:
             bus.serde(spec)  # fail at start, not on the first record, if a schema is unregistered
         self._producer = Producer(bus.producer_config(transactional_id))
+        self._watchdog = StallWatchdog(TXN_STALL_S)
+        self._watchdog.start()
         self._producer.init_transactions(30)
         self._consumer = Consumer(bus.stateful_consumer_config(group_id, transactional_id))
         self._consumer.subscribe(
@@ -413,7 +419,7 @@ class TransactionalProcessor:
                 raise
             log.warning("transaction aborted, batch will be redone: %s", error)
             self.metrics.error("aborted")
-            self._producer.abort_transaction(30)
+            self._abort()
             self._rewind()
             return len(messages)
         self.metrics.batch((m.topic() or "" for m in messages), time.perf_counter() - started)
@@ -447,19 +453,24 @@ class TransactionalProcessor:
         self._commit(produced, self._deferred | next_offsets)
 
     def _commit(self, produced: list[dict[str, Any]], offsets: dict[tuple[str, int], int]) -> None:
-        self._producer.begin_transaction()
-        for out in produced:
-            self._producer.produce(**out)
-        failpoint("bus.before_commit")
-        self._producer.send_offsets_to_transaction(
-            [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-            self._consumer.consumer_group_metadata(),
-            30,
-        )
-        self._producer.commit_transaction(30)
+        with self._watchdog.watching(f"{self.group_id}'s transaction"):
+            self._producer.begin_transaction()
+            for out in produced:
+                self._producer.produce(**out)
+            failpoint("bus.before_commit")
+            self._producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                self._consumer.consumer_group_metadata(),
+                30,
+            )
+            self._producer.commit_transaction(30)
         failpoint("bus.after_commit")
         self._deferred.clear()
         self.stats["batches"] += 1
+
+    def _abort(self) -> None:
+        with self._watchdog.watching(f"{self.group_id}'s abort"):
+            self._producer.abort_transaction(30)
 
     def _commit_deferred(self) -> None:
         """The offsets of batches that wrote nothing, in a transaction of their own."""
@@ -468,7 +479,7 @@ class TransactionalProcessor:
         except KafkaException as exc:
             if not exc.args[0].txn_requires_abort():
                 raise
-            self._producer.abort_transaction(30)  # left for the next transaction; nothing is lost
+            self._abort()  # left for the next transaction; nothing is lost
             log.warning("deferred offsets not committed, will be with the next batch: %s", exc)
 
     def _outputs_for(self, msg: Message) -> list[dict[str, Any]]:
@@ -551,6 +562,7 @@ def take_batch(
     if first is None:
         return []
     batch = [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+    _raise_if_fatal(batch)
     if linger_s <= 0 or _has_urgent(batch, urgent):
         return batch
     deadline = time.monotonic() + linger_s
@@ -564,7 +576,23 @@ def take_batch(
             batch += consumer.consume(max_records - len(batch), 0)
         if _has_urgent(batch, urgent):
             break
+    _raise_if_fatal(batch)
     return batch
+
+
+def is_fatal(error: KafkaError) -> bool:
+    """The client is dead for good: it must be closed and made anew, which for a service means
+    exit and be restarted. librdkafka reports its own fatal errors (a static member fenced by
+    another with its group.instance.id, a producer fenced) as an `_FATAL` error event whose
+    `fatal()` flag is not set."""
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
+def _raise_if_fatal(batch: list[Message]) -> None:
+    for message in batch:
+        error = message.error()
+        if error is not None and is_fatal(error):
+            raise KafkaException(error)
 
 
 def _has_urgent(batch: list[Message], urgent: frozenset[str] | None) -> bool:
@@ -601,7 +629,7 @@ def _usable(msg: Message) -> bool:
     error = msg.error()
     if error is None:
         return True
-    if error.fatal():
+    if is_fatal(error):
         raise KafkaException(error)
     log.warning("consumer error (skipped, will retry): %s", error)
     return False

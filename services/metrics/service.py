@@ -24,7 +24,7 @@ from collections.abc import Callable
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.common.bus import Bus, Inbound, decode_message, run_until_stopped, take_batch
+from services.common.bus import Bus, Inbound, decode_message, is_fatal, run_until_stopped, take_batch
 from services.common.observability import watch_consumer
 from services.common.serde import UndecodableRecord
 from services.common.settings import Settings
@@ -89,7 +89,7 @@ class MetricsProjector:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._at_end.add(where)
-                elif error.fatal():
+                elif is_fatal(error):
                     raise KafkaException(error)
                 else:
                     log.warning("consumer error (will retry): %s", error)

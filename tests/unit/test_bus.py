@@ -47,9 +47,13 @@ class Record:
     """What `take_batch` reads of a message: its topic."""
 
     name: str
+    failure: KafkaError | None = None
 
     def topic(self) -> str:
         return self.name
+
+    def error(self) -> KafkaError | None:
+        return self.failure
 
 
 class ConsumerFedInRounds:
@@ -119,3 +123,16 @@ def test_without_urgent_topics_a_batch_lingers_until_full() -> None:
     consumer = ConsumerFedInRounds(["a"], ["a", "a"], ["a", "a"])
     batch = take_batch(consumer, 4, 1.0, 0.5)  # type: ignore[arg-type]
     assert _topics(batch) == ["a"] * 4
+
+
+def test_a_fatal_client_error_stops_the_loop_instead_of_being_retried_for_ever() -> None:
+    # State: librdkafka reported a static member fenced by another with its group.instance.id: an
+    # _FATAL error event whose fatal() flag is not set.
+    fenced = KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer")
+    consumer = ConsumerFedInRounds([])
+    consumer.current = deque([Record("orders", fenced)])
+    consumer.rounds = deque([deque([Record("orders", fenced)])])
+    # Action / Expectation: take_batch raises (the service exits and is restarted).
+    assert not fenced.fatal()
+    with pytest.raises(KafkaException):
+        take_batch(consumer, 50, 1.0)  # type: ignore[arg-type]
