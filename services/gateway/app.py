@@ -585,8 +585,16 @@ an answered request looks like where its key is not known (core/idempotency.py, 
 
 
 async def _earlier_answer(gateway: Gateway, claimed: idem.Proceed, metrics: _Metrics) -> Response | None:
-    """The answer stored for the claimed key by another replica or an earlier process, if any."""
-    earlier = await run_in_threadpool(idem.recover, gateway.idempotency, claimed)
+    """The answer stored for the claimed key by another replica or an earlier process, if any;
+    503 while the store cannot be read (a retry of an answered request, or a replay? "refused"
+    could be false about a live order, so neither is said, and the key is given back)."""
+    try:
+        earlier = await run_in_threadpool(idem.recover, gateway.idempotency, claimed)
+    except idem.AnswersUnavailable:
+        idem.abandon(gateway.idempotency, claimed)
+        raise ApiError(
+            503, 0, "UNAVAILABLE", "cannot tell yet whether this request was answered before; retry as is"
+        ) from None
     if isinstance(earlier, idem.Replay):
         metrics.replays.inc()
         return Response(earlier.body, status_code=earlier.status, media_type="application/json")

@@ -34,11 +34,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from cassandra import ConsistencyLevel
-from cassandra.cluster import Session
+from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException
+from cassandra.cluster import NoHostAvailable, Session
 
 from services.common.stores import cassandra
-from services.gateway.core.idempotency import IdempotencyEntry, IdempotencyState
+from services.gateway.core.idempotency import AnswersUnavailable, IdempotencyEntry, IdempotencyState
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,10 @@ class CassandraAnswers:
         self._writer.start()
 
     def get(self, trader: str, key: str) -> IdempotencyEntry | None:
-        row = self._session.execute(self._get, (trader, key)).one()
+        try:
+            row = self._session.execute(self._get, (trader, key)).one()
+        except (NoHostAvailable, OperationTimedOut, RequestExecutionException) as error:
+            raise AnswersUnavailable(str(error)) from error
         return None if row is None else _entry(trader, key, row)
 
     def save(self, entry: IdempotencyEntry, *, ttl_s: int) -> None:

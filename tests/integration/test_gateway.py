@@ -25,6 +25,8 @@ from services.common.settings import Settings
 from services.common.stores import cassandra
 from services.common.topics import ACCOUNTS_EVENTS
 from services.gateway.core import typed_data as td
+from services.gateway.core.idempotency import AnswersUnavailable
+from services.gateway.stores import CassandraAnswers
 from services.gateway.wiring import build_app
 from services.projector.service import build as build_projector
 from tests.integration.stack import exchange
@@ -363,3 +365,17 @@ def test_a_retry_on_another_replica_gets_the_first_answer(
     assert (fresh.status_code, fresh.json().get("status")) == (201, "RESTING"), fresh.text
     filled = _eventually(lambda: [o for o in bob.get("/orders")["orders"] if o["status"] == "FILLED"], 2)
     assert len(filled) == 1 and filled[0]["cumQty"] == 2
+
+
+def test_answers_that_cannot_be_read_say_so_instead_of_guessing(gateway_settings: Settings) -> None:
+    # State: the answers store on a real node, then its connection gone (Cassandra down).
+    session = cassandra.connect(gateway_settings)
+    cassandra.migrate(session, gateway_settings.cassandra_keyspace, gateway_settings.cassandra_replication)
+    answers = CassandraAnswers(session, gateway_settings.cassandra_keyspace)
+    session.cluster.shutdown()
+
+    # Action / Expectation: a read is AnswersUnavailable (the gateway answers 503 "retry as is"),
+    # not a driver error that would become a 500.
+    with pytest.raises(AnswersUnavailable):
+        answers.get("0x" + "a" * 40, "some-key")
+    answers.close()

@@ -184,8 +184,14 @@ class IdempotencyStore(Protocol):
 
     def answered(self, trader: str, key: str) -> IdempotencyEntry | None:
         """The answer another replica (or this process before a restart) stored for (trader, key),
-        if the store shares answers; may block on I/O."""
+        if the store shares answers; may block on I/O, and raises `AnswersUnavailable` when the
+        shared store cannot be read."""
         ...
+
+
+class AnswersUnavailable(Exception):
+    """The shared store of answers could not be read: whether a request was answered before is
+    unknown (the caller must not guess; it answers "retry as is")."""
 
 
 def begin(store: IdempotencyStore, request: IdempotentRequest, *, ttl_s: int = IN_FLIGHT_TTL_S) -> Decision:
