@@ -23,7 +23,7 @@ from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
 from services.common.bus import Bus, ProjectionConsumer, run_until_stopped
-from services.common.failpoints import failpoint
+from services.common.failpoints import failpoint, skipped
 from services.common.records import TradeLogEntry
 from services.common.settings import Settings
 from services.common.stores import cassandra
@@ -101,6 +101,8 @@ class ReadModelProjector:
         try:
             pending: list[Write] = []
             for message in batch:
+                if skipped("projector.skip_record"):
+                    continue  # a deliberately broken projector (the soak's checker must catch it)
                 if message.topic != self._trade_log:
                     pending += account_writes(message.record, message.offset)
                     continue
