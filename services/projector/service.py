@@ -101,11 +101,11 @@ class ReadModelProjector:
         try:
             pending: list[Write] = []
             for message in batch:
-                if skipped("projector.skip_record"):
-                    continue  # a deliberately broken projector (the soak's checker must catch it)
                 if message.topic != self._trade_log:
                     pending += account_writes(message.record, message.offset)
                     continue
+                if skipped("projector.skip_entry"):
+                    continue  # a deliberately broken projector (the soak's checker must catch it)
                 entry: TradeLogEntry = message.record
                 missing = self.states.needs(entry)
                 if missing:  # read back after this run's own writes have landed
