@@ -91,6 +91,11 @@ _NOT_A_PLACEMENT = frozenset(
         MatcherReject.DUPLICATE_ORDER_ID,  # the id is another, open, order's
         RiskReject.UNKNOWN_ORDER,
         RiskReject.DUPLICATE_ORDER_ID,
+        # A signed order sent again after the gateway that took it died (its retry under the same
+        # Idempotency-Key reached a gateway that had not seen the key): risk spent the nonce on the
+        # first. Projected as a placement it would add a REJECTED row beside the live order, and
+        # whether coalescing kept it would depend on poll boundaries (the fault soak found both).
+        RiskReject.NONCE_REUSED,
     }
 )
 

@@ -230,6 +230,7 @@ def test_a_refused_placement_is_a_rejected_order_and_a_refused_amend_or_cancel_c
         ("o-1", "c-1", MatcherReject.UNKNOWN_ORDER, False),  # a cancel naming both ids
         ("o-1", "c-1", MatcherReject.DUPLICATE_ORDER_ID, False),  # the id is someone's open order
         ("o-1", "c-1", RiskReject.DUPLICATE_ORDER_ID, False),
+        ("o-1", "c-1", RiskReject.NONCE_REUSED, False),  # a retry of an order risk already took
         (None, None, RiskReject.MARKET_NOT_ACTIVE, False),  # a cancel-all
     ],
 )
