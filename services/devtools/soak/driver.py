@@ -31,7 +31,7 @@ import jwt
 from confluent_kafka import Producer
 from eth_account import Account
 
-from services.client.client import CxptClient, SignedRequest
+from services.client.client import CxptClient
 from services.client.errors import CxptError
 from services.client.ids import uuid7
 from services.common.bus import Bus, Outbound, TypedProducer
@@ -151,13 +151,12 @@ class Driver:
         self.rng_lock = threading.Lock()
         self._names = [name for name, _ in ACTIONS]
         self._weights = [weight for _, weight in ACTIONS]
-        self._signed: list[SignedRequest] = []
         self._http = httpx.Client(timeout=15)
+        self._bus = Bus(stack.settings)
         # The broker's restarts are the soak's doing: no reconnect noise on the terminal.
         quiet = logging.getLogger("soak.kafka")
         quiet.setLevel(logging.CRITICAL)
-        self._raw = Producer(Bus(stack.settings).client_config(), logger=quiet)
-        self._bus = Bus(stack.settings)
+        self._raw = Producer(self._bus.client_config(), logger=quiet)
         self.markets_open = [PERP, FUTURE, CALL]
 
     # -- the open loop ------------------------------------------------------------------------------
@@ -168,9 +167,9 @@ class Driver:
         outage must not pile up a backlog that outlives the run."""
         busy = threading.BoundedSemaphore(WORKERS)
 
-        def run(n: int) -> None:
+        def run() -> None:
             try:
-                self._one(n)
+                self._one()
             finally:
                 busy.release()
 
@@ -183,7 +182,7 @@ class Driver:
                     stop.wait(delay)
                     continue
                 if busy.acquire(blocking=False):
-                    pool.submit(run, n)
+                    pool.submit(run)
                 else:
                     with self.tally.lock:
                         self.tally.dropped += 1
@@ -196,7 +195,7 @@ class Driver:
             action = self.rng.choices(self._names, self._weights)[0]
             return action, self.rng.randrange(len(self.traders.clients)), self.rng.randrange(1 << 30)
 
-    def _one(self, n: int) -> None:
+    def _one(self) -> None:
         action, who, salt = self._draw()
         try:
             getattr(self, f"_{action}")(who, salt)
@@ -328,12 +327,15 @@ class Driver:
     def _replayed(self, who: int, salt: int) -> None:
         """A signed order sent once, then again under a new Idempotency-Key: the replay is refused."""
         body = json.dumps(self._signed_body(who, salt)).encode()
-        first = self._http.post(self.stack.gateway_url + "/orders", content=body, headers=_json_headers())
-        if first.status_code >= 300:
-            return  # the first did not go in (the gateway was down): no replay to test
         order_id = json.loads(body)["orderId"]
         with self.tally.lock:
-            self.tally.sent.add(order_id)
+            self.tally.sent.add(order_id)  # before sending: a lost answer may still mean it went in
+        try:
+            first = self._http.post(self.stack.gateway_url + "/orders", content=body, headers=_json_headers())
+        except httpx.HTTPError:
+            return  # the gateway was down or slow: no replay to test
+        if first.status_code >= 300:
+            return
         status = first.json().get("status", "ACCEPTED")
         self.tally.answered(order_id, status, first.json().get("code"))
         self._bad("replayed", body, _json_headers())
