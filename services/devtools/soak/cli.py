@@ -2,7 +2,6 @@
 
     python -m services.devtools.soak                       # 10 minutes, 100 actions/s, a kill every 30 s
     python -m services.devtools.soak --minutes 2 --kill-every 20
-    python -m services.devtools.soak --check-only SOAK_TAG  # judge the logs and stores of an earlier run
 
 Ends with one JSON line (the figures and every invariant's verdict); the exit status is 0 only if
 every invariant held.

@@ -153,7 +153,7 @@ class Stack:
         # The kernel closes a killed JVM's listening sockets a moment after its pid is gone, and
         # the launcher refuses to start over a port that still answers.
         deadline = time.monotonic() + 30
-        while (_alive(pid) or procs.port_open(port)) and time.monotonic() < deadline:
+        while (procs.is_alive(pid) or procs.port_open(port)) and time.monotonic() < deadline:
             time.sleep(0.1)
         Launcher().start([name])
         return Kill(name, at_s, restarted_after_s=time.monotonic() - t0)
@@ -257,15 +257,3 @@ class Stack:
 
 def _port(bootstrap: str) -> int:
     return int(bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done != pid
-    except ChildProcessError:
-        return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
